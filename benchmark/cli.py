@@ -1,0 +1,47 @@
+"""The ``hbvbench`` command line: one console script, one subcommand per pipeline step.
+
+Each subcommand lives in the module that implements it and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
+``argparse.Namespace``, returning an exit code). Add a new subcommand by appending its
+module to :data:`COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmark.errors import HbvbenchError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "benchmark.data.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="hbvbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=None, help="path to params.yaml (default: the repository's)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hbvbench`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HbvbenchError as exc:
+        print(f"hbvbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hbvbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

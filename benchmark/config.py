@@ -1,0 +1,150 @@
+"""Validated configuration read from ``params.yaml``.
+
+``params.yaml`` is the one file users edit (and ``dvc exp run -S key=value`` sets). Its
+top-level ``profile`` key picks one entry of ``profiles`` (``ci``, ``default``, ``paper``):
+the basin selection, the periods and the training sizes. Every section is a pydantic model
+with unknown keys rejected, so a typo fails loudly with the key's name, as in
+neuralhydrology. Dates are ISO (``YYYY-MM-DD``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from benchmark.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+FORCING_PRODUCTS = ("daymet", "maurer", "nldas")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Period(_Strict):
+    """A closed date interval ``[start, end]`` (ISO dates)."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Period":
+        if self.end < self.start:
+            raise ValueError(f"period end {self.end} is before start {self.start}")
+        return self
+
+    @property
+    def n_days(self) -> int:
+        """Number of days in the period, both ends included."""
+        return (self.end - self.start).days + 1
+
+
+class DataConfig(_Strict):
+    """Where the raw CAMELS-US folder is and what the ``prepare`` stage writes."""
+
+    raw_dir: Path = Path("data/camels_us")
+    forcing_product: Literal["daymet", "maurer", "nldas"] = "daymet"
+    modis_et_dir: Path | None = None
+    processed_dir: Path = Path("artifacts/data")
+
+
+class ProfileConfig(_Strict):
+    """One run profile: which basins, which periods, how much training."""
+
+    description: str = ""
+    basins: list[str] | Literal["all"] = "all"
+    train: Period
+    test: Period
+    warmup_days: int = 365
+    epochs: int = 1
+    batch_basins: int = 100
+    window_days: int = 365
+    hidden_size: int = 256
+    nmul: int = 16
+    iterations_per_epoch: int | None = None
+    seeds: list[int] = [111111]
+
+    @field_validator("basins")
+    @classmethod
+    def _gauge_ids(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list):
+            for gauge in value:
+                if not (isinstance(gauge, str) and len(gauge) == 8 and gauge.isdigit()):
+                    raise ValueError(f"basin id {gauge!r} is not an 8-digit USGS gauge id (quote it in YAML)")
+        return value
+
+
+class Params(_Strict):
+    """The whole of ``params.yaml``."""
+
+    profile: str
+    data: DataConfig = DataConfig()
+    profiles: dict[str, ProfileConfig]
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> "Params":
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not one of {sorted(self.profiles)}")
+        return self
+
+    @property
+    def active(self) -> ProfileConfig:
+        """The profile selected by the top-level ``profile`` key."""
+        return self.profiles[self.profile]
+
+
+def _format_validation_error(source: Path | str, err: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate a ``params.yaml``.
+
+    Parameters
+    ----------
+    path
+        The YAML file (default: the repository's ``params.yaml``).
+    overrides
+        Top-level keys to replace after reading (e.g. ``{"profile": "ci"}``).
+
+    Returns
+    -------
+    Params
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not YAML, or a key is unknown or invalid; the message
+        names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at top level")
+    raw = {**raw, **(overrides or {})}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, err)) from None
+
+
+def resolve_path(path: Path, root: Path = REPO_ROOT) -> Path:
+    """Return ``path`` made absolute against the repository root (absolute paths pass)."""
+    return path if path.is_absolute() else (root / path)
