@@ -81,12 +81,50 @@ class ProfileConfig(_Strict):
         return value
 
 
+class TrainConfig(_Strict):
+    """The ``train:`` section: which variants the pipeline trains and how (SPEC.md section 5).
+
+    Sizes (epochs, hidden, nmul, batch, window) come from the active profile; ``epochs`` set
+    here (e.g. ``dvc exp run -S train.epochs=3``) overrides the profile's.
+    """
+
+    models: list[str] = ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"]
+    epochs: int | None = None
+    alpha: float = 0.25
+    learning_rate: float = 1.0
+    dropout: float = 0.5
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    newton_tol: float = 1e-5
+    newton_max_iter: int = 20
+    compile: bool = False
+    test_warmup_days: int = 730
+    experiment: str = "hbvbench"
+    models_dir: Path = Path("artifacts/models")
+    eval_dir: Path = Path("artifacts/eval")
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"epochs must be >= 1 or null, got {value}")
+        return value
+
+    @field_validator("alpha", "dropout")
+    @classmethod
+    def _unit_interval(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"must be in [0, 1), got {value}")
+        return value
+
+
 class Params(_Strict):
     """The whole of ``params.yaml``."""
 
     profile: str
     data: DataConfig = DataConfig()
     profiles: dict[str, ProfileConfig]
+    train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
     def _known_profile(self) -> "Params":

@@ -1,0 +1,181 @@
+"""The parameterization network g_w and the differentiable model it drives (SPEC.md section 5).
+
+``g_w`` (the paper's eqs. 1 and 24, the authors' code) maps the normalized daily inputs
+(3 forcings + 35 attributes) to HBV parameters::
+
+    Linear(n_inputs -> hidden) -> ReLU -> LSTM(hidden, DropConnect) -> Linear -> sigmoid
+
+giving ``n_params * nmul + 2`` values in (0, 1) per day: one per parameter and component
+plus the two routing parameters. Static parameters and routing are read at the LAST day of
+the window; dynamic ones (``ModelSpec.dynamic_parameters``) are read every day. Each value
+``u`` maps to the physical range of :mod:`benchmark.models.parameters` as ``lo + u (hi - lo)``.
+
+DropConnect: as in the authors' ``CudnnLstm``, dropout is applied to the LSTM's input-hidden
+and hidden-hidden weight matrices (one mask per forward pass, i.e. per minibatch, shared by
+every day), only in training mode. It is implemented with :func:`torch.func.functional_call`
+so the fast fused LSTM kernel is still used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
+
+N_ROUTING = 2
+
+
+class ParameterizationLSTM(nn.Module):
+    """``Linear -> ReLU -> LSTM (DropConnect) -> Linear -> sigmoid``.
+
+    Parameters
+    ----------
+    n_inputs
+        Inputs per day (3 forcings + attributes).
+    hidden_size
+        Width of the linear layer and of the LSTM state.
+    n_outputs
+        Outputs per day, each in (0, 1).
+    dropout
+        DropConnect probability on the LSTM weights (0 disables it).
+    """
+
+    def __init__(self, n_inputs: int, hidden_size: int, n_outputs: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.input_layer = nn.Linear(n_inputs, hidden_size)
+        self.lstm = nn.LSTM(hidden_size, hidden_size)
+        self.output_layer = nn.Linear(hidden_size, n_outputs)
+        self.dropout = dropout
+
+    def _lstm(self, h: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.dropout > 0.0):
+            return self.lstm(h)[0]
+        weights = dict(self.lstm.named_parameters())
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            weights[name] = nn.functional.dropout(weights[name], p=self.dropout, training=True)
+        return functional_call(self.lstm, weights, (h,))[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map inputs ``[days, basins, n_inputs]`` to outputs ``[days, basins, n_outputs]`` in (0, 1)."""
+        h = torch.relu(self.input_layer(x))
+        return torch.sigmoid(self.output_layer(self._lstm(h)))
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """How the network's outputs become physical HBV and routing parameters.
+
+    Output ``k = i * nmul + m`` is parameter ``parameter_names[i]`` of component ``m``; the
+    last two outputs are the routing parameters ``a`` and ``b``.
+    """
+
+    parameter_names: tuple[str, ...]
+    dynamic_parameters: tuple[str, ...]
+    nmul: int
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.parameter_names if n not in HBV_PARAMETERS]
+        if unknown:
+            raise ValueError(f"unknown HBV parameters {unknown}")
+        stray = [n for n in self.dynamic_parameters if n not in self.parameter_names]
+        if stray:
+            raise ValueError(f"dynamic parameters {stray} are not among {self.parameter_names}")
+
+    @property
+    def n_outputs(self) -> int:
+        """Network outputs per day: ``n_params * nmul + 2``."""
+        return len(self.parameter_names) * self.nmul + N_ROUTING
+
+    def to_physical(self, u: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Physical parameters from network outputs ``u`` of shape ``[days, basins, n_outputs]``.
+
+        Returns
+        -------
+        params
+            SPEC.md name -> tensor: static ``[basins, nmul]``, dynamic ``[days, basins, nmul]``
+            (without the ``nmul`` axis when ``nmul == 1``, as ``simulate`` expects).
+        routing
+            ``(a, b)``, each ``[basins]``, from the last day.
+        """
+        n_days, n_basins, _ = u.shape
+        hbv = u[..., : -N_ROUTING].reshape(n_days, n_basins, len(self.parameter_names), self.nmul)
+        params: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(self.parameter_names):
+            values = hbv[:, :, i, :] if name in self.dynamic_parameters else hbv[-1, :, i, :]
+            values = HBV_PARAMETERS[name].scale(values)
+            params[name] = values.squeeze(-1) if self.nmul == 1 else values
+        route = u[-1, :, -N_ROUTING:]
+        routing = (ROUTING_PARAMETERS["route_a"].scale(route[:, 0]), ROUTING_PARAMETERS["route_b"].scale(route[:, 1]))
+        return params, routing
+
+
+class DifferentiableHBV(nn.Module):
+    """g_w followed by the HBV variant of a :class:`~benchmark.models.registry.ModelSpec`.
+
+    Parameters
+    ----------
+    spec
+        The model variant (scheme, substeps, capillary rise, gradient method, parameters).
+    n_inputs, hidden_size, nmul, dropout
+        Network sizes (see :class:`ParameterizationLSTM`).
+    solver_options
+        Passed to ``simulate`` (e.g. Newton tolerance and iteration cap).
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        n_inputs: int,
+        hidden_size: int,
+        nmul: int,
+        dropout: float = 0.5,
+        solver_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.layout = ParameterLayout(tuple(spec.parameter_names), tuple(spec.dynamic_parameters), nmul)
+        self.network = ParameterizationLSTM(n_inputs, hidden_size, self.layout.n_outputs, dropout)
+        self.solver_options = dict(solver_options or {})
+
+    def forward(self, inputs: torch.Tensor, forcing: torch.Tensor) -> dict[str, Any]:
+        """Simulate a window.
+
+        Parameters
+        ----------
+        inputs
+            Normalized network inputs ``[days, basins, n_inputs]``.
+        forcing
+            Physical forcing ``[days, basins, 3]``: P (mm/day), mean T (degC), PET (mm/day).
+
+        Returns
+        -------
+        dict
+            ``simulate``'s outputs (``Q``, ``Q_unrouted``, ``Q2``, ``ET`` ... ``[days, basins]``,
+            ``stats``) plus ``params`` (physical) and ``routing`` ``(a, b)``.
+        """
+        from benchmark.models import simulate
+
+        params, routing = self.layout.to_physical(self.network(inputs))
+        out = simulate(
+            forcing,
+            params,
+            scheme=self.spec.scheme,
+            capillary_rise=self.spec.capillary_rise,
+            substeps=self.spec.substeps,
+            routing=routing,
+            nmul=self.layout.nmul,
+            gradient=self.spec.gradient,
+            solver_options=self.solver_options or None,
+        )
+        out = dict(out)
+        out["params"] = params
+        out["routing"] = routing
+        return out
