@@ -1,0 +1,54 @@
+"""``hbvbench train`` and ``hbvbench evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.config import load_params
+
+
+def _params(args: argparse.Namespace):
+    from benchmark.config import DEFAULT_PARAMS
+
+    overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
+    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from benchmark.training.trainer import train_model
+
+    params = _params(args)
+    result = train_model(
+        params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, init_from=args.init_from
+    )
+    last = result.history[-1]["train_loss"] if result.history else float("nan")
+    print(f"trained {result.model} (seed {result.seed}) for {result.epochs} epochs: final train loss {last:.4f} -> {result.model_dir}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from benchmark.training.evaluate import evaluate_model
+    from benchmark.training.trainer import eval_dir
+
+    params = _params(args)
+    _, summary = evaluate_model(params, args.model)
+    shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
+    print(f"evaluated {args.model} on {summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model)}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``evaluate`` to the ``hbvbench`` command line."""
+    train = subparsers.add_parser("train", help="train a differentiable HBV variant (checkpoint every epoch)")
+    train.add_argument("--model", required=True, help="registry name: dhbv, dhbv_cr, dhbv_adj, dhbv_adj_cr, ...")
+    train.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
+    train.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
+    train.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs or the profile's)")
+    train.add_argument("--resume", action="store_true", help="continue from the model's checkpoint.pt")
+    train.add_argument("--init-from", default=None, metavar="RUN", help="model folder or checkpoint to start the weights from")
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="run a trained model over the test period and score it")
+    evaluate.add_argument("--model", required=True, help="registry name of a trained model")
+    evaluate.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
+    evaluate.set_defaults(func=_evaluate)

@@ -1,0 +1,266 @@
+"""Evaluation of a trained differentiable HBV variant on the test period (SPEC.md sections 5-6).
+
+The trained network and HBV run over the test period with ``train.test_warmup_days`` (730)
+days prepended (clipped at the start of the data) so the storages spin up; only the test
+period is kept. The result is written as ``predictions.nc`` (``INTERFACES.md``: ``qsim``,
+``qobs``, ``Q_unrouted``, ``Q2``, ``ET`` over ``(basin, date)``, plus the learned parameters
+per basin as ``param_<NAME>`` — time mean over the test period and mean over the ``nmul``
+components — and ``route_a``/``route_b``) and scored with :mod:`benchmark.evaluation`:
+``metrics.json`` and ``per_basin_metrics.csv`` in ``<train.eval_dir>/<model>/``, plus a
+hydrograph and a metric-CDF figure (PNG). Everything is logged to the (model, seed) MLflow
+run opened by training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from benchmark.config import Params
+from benchmark.errors import ConfigError, TrainingError
+from benchmark.training.normalization import NormalizationStats
+from benchmark.training.trainer import (
+    CHECKPOINT_NAME,
+    NORMALIZATION_NAME,
+    build_model,
+    check_forcing,
+    day_index,
+    eval_dir,
+    load_checkpoint,
+    merge_solver_stats,
+    model_dir,
+    peak_memory_mb,
+    resolve_device,
+    resolve_dtype,
+    select_basins,
+    series_tensors,
+    summarize_solver_stats,
+)
+
+PREDICTIONS_NAME = "predictions.nc"
+HYDROGRAPH_NAME = "hydrographs.png"
+CDF_NAME = "metric_cdf.png"
+OUTPUT_SERIES = ("Q", "Q_unrouted", "Q2", "ET")
+
+
+def test_bounds(dates: pd.DatetimeIndex, params: Params) -> tuple[int, int, int]:
+    """Index of the first warm-up day, the first test day and the last test day."""
+    profile = params.active
+    start = day_index(dates, profile.test.start, "test start")
+    end = day_index(dates, profile.test.end, "test end")
+    return max(0, start - params.train.test_warmup_days), start, end
+
+
+@torch.no_grad()
+def predict(
+    model: Any, data: Any, first: int, start: int, end: int, chunk_basins: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    """Run ``model`` over days ``first..end`` in chunks of basins and keep days ``start..end``.
+
+    Returns
+    -------
+    series
+        ``Q``, ``Q_unrouted``, ``Q2``, ``ET``: arrays ``[test days, basins]`` (mm/day).
+    parameters
+        ``param_<NAME>`` and ``route_a``/``route_b``: arrays ``[basins]`` (physical units),
+        time mean over the test days and mean over components.
+    solver_stats
+        ``simulate``'s numeric stats accumulated over the chunks.
+    """
+    model.eval()
+    keep = slice(start - first, end - first + 1)
+    series: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_SERIES}
+    parameters: dict[str, list[np.ndarray]] = {}
+    stats: dict[str, float] = {}
+    n_basins = data.inputs.shape[1]
+    for lo in range(0, n_basins, chunk_basins):
+        cols = slice(lo, min(lo + chunk_basins, n_basins))
+        out = model(data.inputs[first : end + 1, cols], data.forcing[first : end + 1, cols])
+        for name in OUTPUT_SERIES:
+            series[name].append(out[name][keep].detach().cpu().double().numpy())
+        for name, value in out["params"].items():
+            value = value.detach()
+            if value.dim() >= 2 and value.shape[0] == end - first + 1 and name in model.layout.dynamic_parameters:
+                value = value[keep].mean(dim=0)
+            if value.dim() == 2:
+                value = value.mean(dim=-1)
+            parameters.setdefault(f"param_{name}", []).append(value.cpu().double().numpy())
+        for name, value in zip(("route_a", "route_b"), out["routing"]):
+            parameters.setdefault(name, []).append(value.detach().cpu().double().numpy())
+        merge_solver_stats(stats, summarize_solver_stats(out.get("stats")))
+    return (
+        {name: np.concatenate(parts, axis=1) for name, parts in series.items()},
+        {name: np.concatenate(parts) for name, parts in parameters.items()},
+        stats,
+    )
+
+
+def predictions_dataset(
+    model_name: str, basins: tuple[str, ...], dates: pd.DatetimeIndex, qobs: np.ndarray,
+    series: dict[str, np.ndarray], parameters: dict[str, np.ndarray],
+) -> xr.Dataset:
+    """The ``predictions.nc`` content (dims ``basin``, ``date``; float32)."""
+    coords = {"basin": list(basins), "date": dates}
+    data_vars: dict[str, Any] = {
+        "qsim": (("basin", "date"), series["Q"].T.astype(np.float32), {"units": "mm/day", "long_name": "routed streamflow"}),
+        "qobs": (("basin", "date"), qobs.T.astype(np.float32), {"units": "mm/day", "long_name": "observed streamflow"}),
+        "Q_unrouted": (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"}),
+        "Q2": (("basin", "date"), series["Q2"].T.astype(np.float32), {"units": "mm/day", "long_name": "baseflow"}),
+        "ET": (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"}),
+    }
+    for name, values in parameters.items():
+        data_vars[name] = (("basin",), values.astype(np.float32), {"long_name": "test-period and component mean"})
+    return xr.Dataset(data_vars, coords=coords, attrs={"model": model_name})
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def hydrograph_figure(pred: xr.Dataset, per_basin: pd.DataFrame) -> Any:
+    """Observed vs simulated flow of the best, median and worst basin (by NSE), last test year."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nse = per_basin["NSE"].dropna().sort_values() if "NSE" in per_basin else pd.Series(dtype=float)
+    picks = [nse.index[-1], nse.index[len(nse) // 2], nse.index[0]] if len(nse) else list(per_basin.index[:1])
+    picks = list(dict.fromkeys(picks))
+    fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.6 * len(picks)), squeeze=False)
+    last_year = pred["date"].values[-365:]
+    for ax, basin in zip(axes[:, 0], picks):
+        sub = pred.sel(basin=str(basin), date=last_year)
+        ax.plot(sub["date"].values, sub["qobs"].values, color="black", lw=0.8, label="observed")
+        ax.plot(sub["date"].values, sub["qsim"].values, color="tab:blue", lw=0.8, label="simulated")
+        score = nse.get(basin, np.nan)
+        ax.set_title(f"{basin} (NSE {score:.2f})", fontsize=9)
+        ax.set_ylabel("Q (mm/day)")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{pred.attrs.get('model', '')}: hydrographs, last test year", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cdf_figure(per_basin: pd.DataFrame, model_name: str) -> Any:
+    """Empirical CDFs of NSE and KGE across basins."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for key in ("NSE", "KGE"):
+        if key in per_basin:
+            values = np.sort(per_basin[key].dropna().to_numpy())
+            if values.size:
+                ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=key)
+    ax.set_xlim(left=max(-1.0, ax.get_xlim()[0]), right=1.0)
+    ax.set_xlabel("metric value")
+    ax.set_ylabel("fraction of basins")
+    ax.set_title(f"{model_name}: CDF across basins", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_model(
+    params: Params,
+    model_name: str,
+    *,
+    dataset: xr.Dataset | None = None,
+    track: bool = True,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Evaluate the trained ``model_name`` of the active profile on its test period.
+
+    Parameters
+    ----------
+    params
+        The validated configuration (same profile as training).
+    model_name
+        Registry name of a model trained by :func:`~benchmark.training.trainer.train_model`.
+    dataset
+        The processed dataset (default: ``load_dataset(params=params)``).
+    track
+        Log to the MLflow run of the training (re-opened by id).
+
+    Returns
+    -------
+    per_basin, summary
+        As :func:`benchmark.evaluation.score_predictions`.
+    """
+    from benchmark import evaluation
+    from benchmark.models.registry import get_model_spec
+
+    tic = time.perf_counter()
+    try:
+        spec = get_model_spec(model_name)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+    mdir = model_dir(params, model_name)
+    ckpt = load_checkpoint(mdir / CHECKPOINT_NAME)
+    if ckpt["setup"]["profile"] != params.profile:
+        raise TrainingError(
+            f"{mdir / CHECKPOINT_NAME} was trained on profile {ckpt['setup']['profile']!r}, not {params.profile!r}; "
+            "train it again on this profile"
+        )
+    stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
+    if dataset is None:
+        from benchmark.data.dataset import load_dataset
+
+        dataset = load_dataset(params=params)
+    ds = select_basins(dataset, params.active)
+    device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
+    data = series_tensors(ds, stats, device, dtype)
+    first, start, end = test_bounds(data.dates, params)
+    check_forcing(data, first, end, "test period and its warm-up")
+
+    model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
+    model.network.load_state_dict(ckpt["model_state"])
+    series, parameters, solver_stats = predict(model, data, first, start, end, max(1, params.active.batch_basins))
+    qobs = data.qobs[start : end + 1].cpu().double().numpy()
+    pred = predictions_dataset(model_name, data.basins, data.dates[start : end + 1], qobs, series, parameters)
+    pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile})
+
+    per_basin, summary = evaluation.score_predictions(pred, ds)
+    out = eval_dir(params, model_name)
+    write_netcdf(pred, out / PREDICTIONS_NAME)
+    evaluation.write_metrics(out, per_basin, summary)
+    figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=110)
+    wall = time.perf_counter() - tic
+    if track:
+        from benchmark.training.tracking_glue import log_evaluation
+
+        log_evaluation(
+            params, spec, int(ckpt["seed"]), ckpt.get("mlflow_run_id"), out,
+            pred=pred, per_basin=per_basin, summary=summary, figures=figures,
+            extra_metrics={
+                "test_wall_s": wall,
+                "test_peak_memory_mb": peak_memory_mb(device),
+                **{f"test_solver_{k}": v for k, v in solver_stats.items()},
+            },
+        )
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+    return per_basin, summary

@@ -1,0 +1,95 @@
+"""How training and evaluation use :mod:`benchmark.tracking` (one MLflow run per (model, seed)).
+
+Training opens the run; a resumed training and the evaluation re-open it by the id saved in
+the checkpoint, so the run holds the loss curve, the test metrics and every artifact. When
+the id is unknown to the current tracking store (e.g. ``MLFLOW_TRACKING_URI`` changed in
+between) a new run with the same name is started instead. A run that raises ends FAILED
+with the error logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from benchmark.config import Params
+
+
+def run_tags(params: Params, spec: Any, seed: int) -> dict[str, str]:
+    """Standard tags (git commit, data hash, profile, scheme, gradient, structure) + model and seed."""
+    from benchmark import tracking
+
+    tags = dict(tracking.standard_tags(params.profile, spec))
+    tags.update({"model": spec.name, "seed": str(seed)})
+    return {key: str(value) for key, value in tags.items()}
+
+
+def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> dict[str, Any]:
+    """Everything that defines a run, flat: the training setup, the profile and ``train:`` config."""
+    profile = params.active.model_dump(mode="json")
+    train = params.train.model_dump(mode="json")
+    flat: dict[str, Any] = {f"profile.{k}": v for k, v in profile.items() if k not in ("basins", "seeds")}
+    flat.update({f"train.{k}": v for k, v in train.items() if k != "models"})
+    flat.update({k: v for k, v in fingerprint.items() if k != "basins"})
+    flat["n_basins"] = len(fingerprint["basins"])
+    flat["epochs"] = epochs
+    return flat
+
+
+def _run_exists(run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    from benchmark import tracking
+
+    try:
+        tracking.client().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def open_run(
+    params: Params, *, run_name: str, tags: dict[str, str], params_to_log: dict[str, Any], run_id: str | None
+) -> contextlib.AbstractContextManager[Any]:
+    """The MLflow run of a (model, seed): ``run_id`` re-opened when the store has it, else a new one.
+
+    A re-opened run keeps the params it was created with (MLflow refuses changed values).
+    """
+    from benchmark import tracking
+
+    if run_id is not None and _run_exists(run_id):
+        return tracking.run(params.train.experiment, run_name, tags=tags, run_id=run_id)
+    return tracking.run(params.train.experiment, run_name, tags=tags, params=params_to_log)
+
+
+def log_evaluation(
+    params: Params,
+    spec: Any,
+    seed: int,
+    run_id: str | None,
+    out_dir: Path,
+    *,
+    pred: Any,
+    per_basin: Any,
+    summary: dict[str, Any],
+    figures: dict[str, Any],
+    extra_metrics: dict[str, float],
+) -> str:
+    """Log test metrics, per-basin CSV, predictions, figures to the (model, seed) run; return its id."""
+    import mlflow
+
+    from benchmark import tracking
+
+    tags = run_tags(params, spec, seed)
+    with open_run(params, run_name=f"{spec.name}-seed{seed}", tags=tags, params_to_log={}, run_id=run_id) as active:
+        tracking.log_metrics_dict(summary, prefix="test")
+        mlflow.log_metrics({k: float(v) for k, v in extra_metrics.items()})
+        tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
+        tracking.log_dataset(pred, "predictions.nc")
+        for name, fig in figures.items():
+            tracking.log_figure(fig, name)
+        metrics_json = out_dir / "metrics.json"
+        if metrics_json.is_file():
+            mlflow.log_artifact(str(metrics_json), artifact_path="evaluation")
+        return active.info.run_id

@@ -1,0 +1,592 @@
+"""Training of a differentiable HBV variant (Song et al. 2024, Section 2.2.6; SPEC.md section 5).
+
+One call of :func:`train_model` trains one (model, seed) of the active profile:
+
+* normalization statistics from the training period (saved as ``normalization.json``);
+* Adadelta on the RMSE-combined loss (:mod:`benchmark.training.loss`) over seeded
+  minibatches of basins x windows with a warm-up (:mod:`benchmark.training.sampler`);
+* a checkpoint after every epoch (``checkpoint.pt``: weights, optimizer, every RNG state,
+  the sampler state, the epoch, the loss history, the MLflow run id), written atomically;
+  ``resume=True`` continues from it and reaches exactly the result of an uninterrupted run
+  (all randomness is restored; nothing depends on the total number of epochs);
+* a non-finite loss or gradient stops training with :class:`~benchmark.errors.TrainingError`
+  naming the epoch and the basins of the batch;
+* everything logged to one MLflow run per (model, seed) through :mod:`benchmark.tracking`.
+
+Outputs in ``<train.models_dir>/<model>/``: ``checkpoint.pt``, ``normalization.json``,
+``train_log.csv`` (epoch, train_loss, iterations, wall time).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from benchmark.config import Params, ProfileConfig, resolve_path
+from benchmark.errors import ConfigError, DataError, HbvbenchError, TrainingError
+from benchmark.training.loss import rmse_combined_loss
+from benchmark.training.network import DifferentiableHBV
+from benchmark.training.normalization import FORCING_VARIABLES, NormalizationStats, fit_normalization, normalized_inputs
+from benchmark.training.sampler import Batch, WindowSampler, iterations_per_epoch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+NORMALIZATION_NAME = "normalization.json"
+TRAIN_LOG_NAME = "train_log.csv"
+CHECKPOINT_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- setup helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """``float32`` / ``float64`` -> the torch dtype."""
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def show_progress() -> bool:
+    """Progress bars only on an interactive terminal and never in CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def model_dir(params: Params, model: str) -> Path:
+    """``<train.models_dir>/<model>`` (absolute)."""
+    return resolve_path(params.train.models_dir) / model
+
+
+def eval_dir(params: Params, model: str) -> Path:
+    """``<train.eval_dir>/<model>`` (absolute)."""
+    return resolve_path(params.train.eval_dir) / model
+
+
+def select_basins(ds: xr.Dataset, profile: ProfileConfig) -> xr.Dataset:
+    """Restrict the processed dataset to the profile's basins (all of them for ``basins: all``)."""
+    if profile.basins == "all":
+        return ds
+    available = {str(b) for b in ds["basin"].values}
+    missing = [b for b in profile.basins if b not in available]
+    if missing:
+        raise DataError(
+            f"basins {missing} of the profile are not in the processed dataset; re-run `hbvbench prepare`"
+        )
+    return ds.sel(basin=sorted(profile.basins))
+
+
+def solver_options(params: Params) -> dict[str, Any]:
+    """Options passed to ``simulate`` for the implicit solver."""
+    return {"tol": params.train.newton_tol, "max_iter": params.train.newton_max_iter}
+
+
+def build_model(spec: Any, params: Params, n_inputs: int) -> DifferentiableHBV:
+    """The network + HBV variant sized by the active profile."""
+    profile = params.active
+    return DifferentiableHBV(
+        spec,
+        n_inputs=n_inputs,
+        hidden_size=profile.hidden_size,
+        nmul=profile.nmul,
+        dropout=params.train.dropout,
+        solver_options=solver_options(params),
+    )
+
+
+@dataclass
+class SeriesTensors:
+    """The data of a set of basins on the model's device, day axis first."""
+
+    dates: pd.DatetimeIndex
+    basins: tuple[str, ...]
+    inputs: torch.Tensor  # [days, basins, n_inputs], normalized
+    forcing: torch.Tensor  # [days, basins, 3]: P mm/day, T degC, PET mm/day
+    qobs: torch.Tensor  # [days, basins] mm/day, NaN missing
+
+
+def series_tensors(ds: xr.Dataset, stats: NormalizationStats, device: torch.device, dtype: torch.dtype) -> SeriesTensors:
+    """Normalized inputs, physical forcing and observed flow of ``ds`` as tensors."""
+    forcing = np.stack(
+        [np.asarray(ds[name].transpose("date", "basin").values, dtype=np.float64) for name in FORCING_VARIABLES], axis=-1
+    )
+    qobs = np.asarray(ds["qobs"].transpose("date", "basin").values, dtype=np.float64)
+    return SeriesTensors(
+        dates=pd.DatetimeIndex(ds["date"].values),
+        basins=tuple(str(b) for b in ds["basin"].values),
+        inputs=torch.as_tensor(normalized_inputs(ds, stats), dtype=dtype, device=device),
+        forcing=torch.as_tensor(forcing, dtype=dtype, device=device),
+        qobs=torch.as_tensor(qobs, dtype=dtype, device=device),
+    )
+
+
+def check_forcing(data: SeriesTensors, first_day: int, last_day: int, where: str) -> None:
+    """Raise DataError naming the basins whose forcing has gaps in ``[first_day, last_day]``."""
+    window = data.forcing[first_day : last_day + 1]
+    bad = (~torch.isfinite(window)).any(dim=-1).any(dim=0)
+    if bool(bad.any()):
+        names = [data.basins[i] for i in torch.nonzero(bad).flatten().tolist()]
+        raise DataError(f"forcing (prcp/tmean/pet) has missing values in the {where} for basins {names}")
+
+
+def day_index(dates: pd.DatetimeIndex, day: Any, what: str) -> int:
+    """Index of ``day`` in ``dates`` (DataError when outside the data)."""
+    stamp = pd.Timestamp(day)
+    if stamp < dates[0] or stamp > dates[-1]:
+        raise DataError(f"{what} {stamp.date()} is outside the processed data ({dates[0].date()}..{dates[-1].date()})")
+    return int(dates.get_indexer([stamp])[0])
+
+
+def window_bounds(dates: pd.DatetimeIndex, profile: ProfileConfig) -> tuple[int, int]:
+    """First and last allowed start index of a scored window inside the training period.
+
+    A window's warm-up may reach before the training period (forcing only) but not before
+    the start of the data.
+    """
+    first = max(day_index(dates, profile.train.start, "training start"), profile.warmup_days)
+    last = day_index(dates, profile.train.end, "training end") - profile.window_days + 1
+    return first, last
+
+
+def gather(series: torch.Tensor, batch: Batch, length: int) -> torch.Tensor:
+    """Windows ``[length, batch, ...]`` of ``series [days, basins, ...]`` at the batch's starts."""
+    starts = torch.as_tensor(batch.sequence_start, device=series.device)
+    days = starts[None, :] + torch.arange(length, device=series.device)[:, None]
+    basins = torch.as_tensor(batch.basins, device=series.device)[None, :]
+    return series[days, basins]
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides tensors: progress and history."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+
+
+def setup_fingerprint(params: Params, model: str, seed: int, basins: tuple[str, ...], n_iterations: int) -> dict[str, Any]:
+    """Everything a resumed run must share with the run it continues (epochs excluded)."""
+    profile = params.active
+    train = params.train
+    return {
+        "model": model,
+        "seed": seed,
+        "profile": params.profile,
+        "basins": list(basins),
+        "train_start": str(profile.train.start),
+        "train_end": str(profile.train.end),
+        "warmup_days": profile.warmup_days,
+        "window_days": profile.window_days,
+        "batch_basins": profile.batch_basins,
+        "hidden_size": profile.hidden_size,
+        "nmul": profile.nmul,
+        "iterations_per_epoch": n_iterations,
+        "alpha": train.alpha,
+        "learning_rate": train.learning_rate,
+        "dropout": train.dropout,
+        "dtype": train.dtype,
+        "newton_tol": train.newton_tol,
+        "newton_max_iter": train.newton_max_iter,
+    }
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train_model` (TrainingError when unreadable)."""
+    if not path.is_file():
+        raise TrainingError(f"no checkpoint at {path}; train the model first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise TrainingError(f"checkpoint {path} cannot be read: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not an hbvbench checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def write_train_log(history: list[dict[str, float]], path: Path) -> None:
+    """The per-epoch loss curve as CSV (a DVC plot)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["epoch", "train_loss", "iterations", "epoch_wall_s"])
+    writer.writeheader()
+    for row in history:
+        writer.writerow({key: row[key] for key in writer.fieldnames})
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak resident memory of this process (MB), or peak CUDA memory on a GPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def summarize_solver_stats(stats: Any) -> dict[str, float]:
+    """Numeric scalars of ``simulate``'s ``stats`` as floats (other entries are skipped)."""
+    out: dict[str, float] = {}
+    if not isinstance(stats, dict):
+        return out
+    for key, value in stats.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value.detach().cpu())
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def merge_solver_stats(total: dict[str, float], new: dict[str, float]) -> None:
+    """Accumulate stats across batches: ``max*`` keys by max, the rest by sum."""
+    for key, value in new.items():
+        if key.startswith("max"):
+            total[key] = max(total.get(key, value), value)
+        else:
+            total[key] = total.get(key, 0.0) + value
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_model`."""
+
+    model: str
+    seed: int
+    epochs: int
+    history: list[dict[str, float]]
+    model_dir: Path
+    mlflow_run_id: str | None
+    wall_s: float
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def run_epoch(
+    model: DifferentiableHBV,
+    optimizer: torch.optim.Optimizer,
+    sampler: WindowSampler,
+    data: SeriesTensors,
+    *,
+    epoch: int,
+    n_iterations: int,
+    warmup_days: int,
+    window_days: int,
+    alpha: float,
+    progress: bool,
+) -> tuple[float, dict[str, float]]:
+    """One epoch of minibatch updates; returns the mean batch loss and summed solver stats."""
+    model.train()
+    length = warmup_days + window_days
+    losses: list[torch.Tensor] = []
+    solver_totals: dict[str, float] = {}
+    bar = tqdm(range(n_iterations), desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
+    for iteration in bar:
+        batch = sampler.sample()
+        names = [data.basins[i] for i in batch.basins]
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            out = model(gather(data.inputs, batch, length), gather(data.forcing, batch, length))
+        except HbvbenchError as exc:
+            raise TrainingError(f"epoch {epoch}, batch {iteration + 1}: simulation failed for basins {names}: {exc}") from exc
+        qobs = gather(data.qobs, batch, length)[warmup_days:]
+        loss = rmse_combined_loss(out["Q"][warmup_days:], qobs, alpha=alpha)
+        if not bool(torch.isfinite(loss)):
+            raise TrainingError(
+                f"non-finite loss ({float(loss.detach())}) in epoch {epoch}, batch {iteration + 1}/{n_iterations}; basins {names}"
+            )
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack([g.abs().max() for g in grads])).all()):
+            raise TrainingError(
+                f"non-finite gradient in epoch {epoch}, batch {iteration + 1}/{n_iterations}; basins {names}"
+            )
+        optimizer.step()
+        losses.append(loss.detach())
+        merge_solver_stats(solver_totals, summarize_solver_stats(out.get("stats")))
+        if progress:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+    return float(torch.stack(losses).mean()), solver_totals
+
+
+def _resolve_seed_epochs(params: Params, seed: int | None, epochs: int | None) -> tuple[int, int]:
+    profile = params.active
+    seed = profile.seeds[0] if seed is None else seed
+    epochs = epochs if epochs is not None else (params.train.epochs or profile.epochs)
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    return seed, epochs
+
+
+def _init_weights_from(model: DifferentiableHBV, source: str) -> None:
+    path = Path(source)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    ckpt = load_checkpoint(path)
+    try:
+        model.network.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise ConfigError(f"--init-from {source}: the network shapes differ from this model's: {exc}") from None
+
+
+def train_model(
+    params: Params,
+    model_name: str,
+    *,
+    seed: int | None = None,
+    epochs: int | None = None,
+    resume: bool = False,
+    init_from: str | None = None,
+    dataset: xr.Dataset | None = None,
+    track: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
+    """Train one (model, seed) of the active profile.
+
+    Parameters
+    ----------
+    params
+        The validated configuration; sizes from ``params.active``, the rest from ``params.train``.
+    model_name
+        A registry name (``dhbv``, ``dhbv_cr``, ``dhbv_adj``, ``dhbv_adj_cr``, ...).
+    seed
+        Default: the profile's first seed.
+    epochs
+        Total epochs; default ``train.epochs`` when set, else the profile's.
+    resume
+        Continue from ``checkpoint.pt`` of an earlier (e.g. killed) run with the same setup.
+    init_from
+        A model folder or checkpoint whose network weights initialize this run.
+    dataset
+        The processed dataset (default: ``load_dataset(params=params)``).
+    track
+        Log to MLflow (``benchmark.tracking``).
+    on_epoch_end
+        Called with ``(epoch, record)`` after each epoch's checkpoint is written.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingError
+        Non-finite loss/gradient (naming epoch and basins), unreadable checkpoint.
+    ConfigError, DataError
+        Bad configuration or data.
+    """
+    from benchmark.models.registry import get_model_spec
+
+    try:
+        spec = get_model_spec(model_name)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+    seed, epochs = _resolve_seed_epochs(params, seed, epochs)
+    if dataset is None:
+        from benchmark.data.dataset import load_dataset
+
+        dataset = load_dataset(params=params)
+    ds = select_basins(dataset, params.active)
+    out_dir = model_dir(params, model_name)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    ckpt = load_checkpoint(ckpt_path) if resume else None
+    if resume and init_from:
+        raise ConfigError("--resume and --init-from exclude each other")
+
+    profile = params.active
+    stats = fit_normalization(ds, str(profile.train.start), str(profile.train.end))
+    device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
+    data = series_tensors(ds, stats, device, dtype)
+    first, last = window_bounds(data.dates, profile)
+    check_forcing(data, first - profile.warmup_days, last + profile.window_days - 1, "training period and its warm-up")
+    n_days = day_index(data.dates, profile.train.end, "training end") - day_index(data.dates, profile.train.start, "training start") + 1
+    n_iterations = profile.iterations_per_epoch or iterations_per_epoch(
+        profile.batch_basins, profile.window_days, len(data.basins), n_days
+    )
+    fingerprint = setup_fingerprint(params, model_name, seed, data.basins, n_iterations)
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
+    if init_from:
+        _init_weights_from(model, init_from)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=params.train.learning_rate)
+    sampler = WindowSampler(len(data.basins), first, last, profile.batch_basins, profile.warmup_days, seed)
+    state = TrainState()
+    if ckpt is not None:
+        if ckpt["setup"] != fingerprint:
+            diff = sorted(k for k in fingerprint if ckpt["setup"].get(k) != fingerprint[k])
+            raise ConfigError(f"--resume: checkpoint {ckpt_path} was trained with a different setup ({diff})")
+        model.network.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        sampler.load_state_dict(ckpt["sampler_state"])
+        _restore_rng_states(ckpt["rng_states"], device)
+        state = TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt.get("mlflow_run_id"))
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    stats.save(out_dir / NORMALIZATION_NAME)
+    if params.train.compile:
+        model.network = torch.compile(model.network)  # type: ignore[assignment]
+
+    context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
+    started = time.perf_counter()
+    with context as tracker:
+        progress = show_progress()
+        epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress, unit="epoch")
+        for epoch in epoch_bar:
+            tic = time.perf_counter()
+            loss, solver_stats = run_epoch(
+                model, optimizer, sampler, data,
+                epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
+                window_days=profile.window_days, alpha=params.train.alpha, progress=progress,
+            )
+            record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations, "epoch_wall_s": time.perf_counter() - tic}
+            state.epoch = epoch
+            state.history.append(record)
+            network = getattr(model.network, "_orig_mod", model.network)
+            atomic_torch_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "model": model_name,
+                    "seed": seed,
+                    "epoch": epoch,
+                    "setup": fingerprint,
+                    "n_inputs": stats.n_inputs,
+                    "model_state": network.state_dict(),
+                    "optimizer_state": optimizer.state_dict(),
+                    "sampler_state": sampler.state_dict(),
+                    "rng_states": _rng_states(device),
+                    "history": state.history,
+                    "mlflow_run_id": state.mlflow_run_id,
+                },
+                ckpt_path,
+            )
+            write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
+            tracker.log_epoch(epoch, record, solver_stats)
+            epoch_bar.set_postfix(loss=f"{loss:.4f}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+        wall = time.perf_counter() - started
+        tracker.log_final(wall, peak_memory_mb(device), out_dir)
+    return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
+
+
+# ----------------------------------------------------------------------------- tracking glue
+
+
+class _TrackedTraining:
+    """Opens (or re-opens, on resume) the MLflow run of a (model, seed) and logs to it."""
+
+    def __init__(
+        self,
+        params: Params,
+        spec: Any,
+        model_name: str,
+        seed: int,
+        epochs: int,
+        n_iterations: int,
+        fingerprint: dict[str, Any],
+        state: TrainState,
+        enabled: bool,
+    ) -> None:
+        self.params, self.spec, self.model_name, self.seed = params, spec, model_name, seed
+        self.epochs, self.n_iterations, self.fingerprint, self.state = epochs, n_iterations, fingerprint, state
+        self.enabled = enabled
+        self._cm: Any = None
+
+    def __enter__(self) -> "_TrackedTraining":
+        if not self.enabled:
+            return self
+        from benchmark.training.tracking_glue import open_run, run_params, run_tags
+
+        self._cm = open_run(
+            self.params,
+            run_name=f"{self.model_name}-seed{self.seed}",
+            tags=run_tags(self.params, self.spec, self.seed),
+            params_to_log=run_params(self.params, self.fingerprint, epochs=self.epochs),
+            run_id=self.state.mlflow_run_id,
+        )
+        active = self._cm.__enter__()
+        self.state.mlflow_run_id = active.info.run_id
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        if self._cm is None:
+            return False
+        return bool(self._cm.__exit__(*exc_info))
+
+    def log_epoch(self, epoch: int, record: dict[str, float], solver_stats: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        import mlflow
+
+        metrics = {"train_loss": record["train_loss"], "epoch_wall_s": record["epoch_wall_s"]}
+        metrics.update({f"train_solver_{k}": v for k, v in solver_stats.items()})
+        mlflow.log_metrics(metrics, step=epoch)
+
+    def log_final(self, wall_s: float, peak_mb: float, out_dir: Path) -> None:
+        if not self.enabled:
+            return
+        import mlflow
+
+        mlflow.log_metrics({"train_wall_s": wall_s, "train_peak_memory_mb": peak_mb})
+        mlflow.log_artifact(str(out_dir / TRAIN_LOG_NAME), artifact_path="training")
+        mlflow.log_artifact(str(out_dir / NORMALIZATION_NAME), artifact_path="training")
