@@ -1,0 +1,72 @@
+"""Loading the processed dataset written by ``hbvbench prepare``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import xarray as xr
+
+from benchmark.config import Params, load_params, resolve_path
+from benchmark.data.prepare import DATASET_FILE, MANIFEST_FILE
+from benchmark.errors import DataError
+
+REQUIRED_VARIABLES: tuple[str, ...] = (
+    "prcp", "tmax", "tmin", "tmean", "srad", "vp", "dayl", "swe", "pet", "qobs",
+    "attributes", "baseflow_index", "area_km2", "gauge_lat", "gauge_lon",
+)
+
+
+def dataset_path(params: Params | None = None) -> Path:
+    """``<data.processed_dir>/camels.nc`` of ``params`` (default: the repository's params.yaml)."""
+    params = params if params is not None else load_params()
+    return resolve_path(Path(params.data.processed_dir)) / DATASET_FILE
+
+
+def load_dataset(path: Path | str | None = None, params: Params | None = None) -> xr.Dataset:
+    """Load the processed CAMELS dataset fully into memory.
+
+    Parameters
+    ----------
+    path
+        ``camels.nc`` itself or the folder holding it; default: from ``params``.
+    params
+        Used when ``path`` is None (default: the repository's ``params.yaml``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Coordinates ``basin`` (8-digit str), ``date`` (datetime64[ns]), ``attribute``; the
+        float32 variables of ``.notes/INTERFACES.md`` (mm/day, degC, ...). The categorical
+        attribute codes are in ``ds.attrs["category_codes"]`` (JSON).
+
+    Raises
+    ------
+    DataError
+        The file does not exist (run ``hbvbench prepare``), cannot be read, or lacks a
+        variable of the schema.
+    """
+    target = Path(path) if path is not None else dataset_path(params)
+    if target.is_dir():
+        target = target / DATASET_FILE
+    if not target.is_file():
+        raise DataError(f"processed dataset {target} does not exist; run `hbvbench prepare` (or `dvc repro prepare`)")
+    try:
+        ds = xr.load_dataset(target, engine="netcdf4")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"processed dataset {target} cannot be read: {exc}") from None
+    missing = [v for v in REQUIRED_VARIABLES if v not in ds.variables]
+    if missing:
+        raise DataError(f"processed dataset {target} lacks {', '.join(missing)}; re-run `hbvbench prepare`")
+    return ds.assign_coords(basin=ds.indexes["basin"].astype(str), attribute=ds.indexes["attribute"].astype(str))
+
+
+def load_manifest(path: Path | str | None = None, params: Params | None = None) -> dict:
+    """Read ``manifest.json`` next to the processed dataset (same arguments as :func:`load_dataset`)."""
+    target = Path(path) if path is not None else dataset_path(params).parent
+    if target.is_file():
+        target = target.parent
+    manifest = target / MANIFEST_FILE
+    if not manifest.is_file():
+        raise DataError(f"manifest {manifest} does not exist; run `hbvbench prepare`")
+    return json.loads(manifest.read_text())

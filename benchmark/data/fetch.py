@@ -1,0 +1,262 @@
+"""``hbvbench data fetch``: download the full CAMELS-US data set (671 basins).
+
+Sources (the one place they are listed; NCAR GDEX, dataset doi:10.5065/D6MW2F4D,
+landing page https://gdex.ucar.edu/dataset/camels/file.html):
+
+- ``basin_timeseries_v1p2_metForcing_obsFlow.zip`` (about 3.4 GB): basin-mean Daymet,
+  Maurer and NLDAS forcing and USGS streamflow in the official layout, under
+  ``basin_dataset_public_v1p2/``.
+- ``camels_{clim,geol,hydro,name,soil,topo,vege}.txt``: the attributes (Addor et al. 2017),
+  placed into ``<raw_dir>/camels_attributes_v2.0/``.
+
+Checksums: no sha256 is published for these files and none could be computed when this
+module was written (no network on the development machine), so :data:`CAMELS_US_ARCHIVES`
+pins none. The first complete download of a file records its sha256 in
+``<dest>/SHA256SUMS`` and every later run (resumes, re-downloads) is verified against it;
+a pinned ``sha256`` in :class:`Archive` always wins. Downloads resume with HTTP ``Range``
+requests from ``<dest>/downloads/<name>.part``. Zip members are checked before anything
+is extracted: absolute paths, ``..`` components and symbolic links are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import stat
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Literal, TextIO
+
+from benchmark.data.camels import ATTRIBUTE_DIR, ATTRIBUTE_GROUPS
+from benchmark.errors import DataError
+
+GDEX_BASE = "https://gdex.ucar.edu/dataset/camels/file/"
+CHUNK_BYTES = 1 << 20
+CHECKSUM_FILE = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable file.
+
+    Attributes
+    ----------
+    name
+        File name under ``<dest>/downloads/``.
+    url
+        Where to get it.
+    sha256
+        Expected hex digest, or None (then the first download's digest is recorded).
+    kind
+        ``"zip"``: extracted into ``<dest>``; ``"file"``: copied into ``<raw_dir>/<target>``.
+    target
+        Sub-folder of the raw folder for ``kind == "file"``.
+    """
+
+    name: str
+    url: str
+    sha256: str | None = None
+    kind: Literal["zip", "file"] = "zip"
+    target: str = ""
+
+
+CAMELS_US_ARCHIVES: tuple[Archive, ...] = (
+    Archive("basin_timeseries_v1p2_metForcing_obsFlow.zip", GDEX_BASE + "basin_timeseries_v1p2_metForcing_obsFlow.zip"),
+    *(
+        Archive(f"camels_{group}.txt", f"{GDEX_BASE}camels_{group}.txt", kind="file", target=ATTRIBUTE_DIR)
+        for group in ATTRIBUTE_GROUPS
+    ),
+)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _recorded_checksums(dest: Path) -> dict[str, str]:
+    path = dest / CHECKSUM_FILE
+    if not path.is_file():
+        return {}
+    pairs = (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())
+    return {name.strip(): digest for digest, name in pairs}
+
+
+def _record_checksum(dest: Path, name: str, digest: str) -> None:
+    recorded = _recorded_checksums(dest)
+    recorded[name] = digest
+    (dest / CHECKSUM_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(recorded.items())))
+
+
+def download(url: str, target: Path, *, timeout: float = 60.0, log: TextIO = sys.stderr) -> Path:
+    """Download ``url`` to ``target``, resuming from ``target.part`` with an HTTP Range request.
+
+    Returns
+    -------
+    pathlib.Path
+        ``target`` once complete (the ``.part`` file is renamed).
+
+    Raises
+    ------
+    DataError
+        Network or HTTP failure (the partial file is kept, so re-running resumes).
+    """
+    part = target.with_name(target.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = offset > 0 and response.status == 206
+            if offset and not resumed:
+                print(f"{url}: server ignored the Range request, downloading from the start", file=log)
+            if resumed:
+                print(f"{url}: resuming at byte {offset}", file=log)
+            with part.open("ab" if resumed else "wb") as out:
+                shutil.copyfileobj(response, out, CHUNK_BYTES)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing left to send: the part file is already complete
+            part.rename(target)
+            return target
+        raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(f"download of {url} failed: {exc}; run the command again to resume") from None
+    part.rename(target)
+    return target
+
+
+def fetch_archive(archive: Archive, downloads: Path, expected: str | None, *, log: TextIO = sys.stderr) -> tuple[Path, str]:
+    """Download one archive (unless already complete) and verify its sha256.
+
+    Raises
+    ------
+    DataError
+        The digest differs from ``expected``; the bad file is deleted so the next run
+        downloads it afresh.
+    """
+    target = downloads / archive.name
+    if not target.is_file():
+        download(archive.url, target, log=log)
+    digest = _sha256(target)
+    if expected is not None and digest != expected.lower():
+        target.unlink()
+        raise DataError(
+            f"{archive.name} from {archive.url}: sha256 {digest} does not match the expected {expected}; "
+            "the file was corrupt or changed upstream and has been deleted (run again to re-download)"
+        )
+    return target, digest
+
+
+def check_zip_members(archive: zipfile.ZipFile, label: str) -> None:
+    """Refuse members that would land outside the extraction folder (zip-slip) or are links."""
+    for info in archive.infolist():
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        mode = info.external_attr >> 16
+        if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+            raise DataError(f"{label}: refusing unsafe member path {name!r} (it would escape the destination)")
+        if stat.S_ISLNK(mode):
+            raise DataError(f"{label}: refusing symbolic link member {name!r}")
+
+
+def safe_extract(zip_path: Path, dest: Path) -> None:
+    """Extract ``zip_path`` into ``dest`` after checking every member (see check_zip_members).
+
+    A marker ``.extracted-<name>`` is written last, so an interrupted extraction is redone.
+    """
+    marker = dest / f".extracted-{zip_path.name}"
+    if marker.is_file():
+        return
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            check_zip_members(archive, str(zip_path))
+            root = dest.resolve()
+            for info in archive.infolist():
+                if not (root / info.filename).resolve().is_relative_to(root):
+                    raise DataError(f"{zip_path}: refusing member {info.filename!r} outside {dest}")
+            archive.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{zip_path} is not a valid zip archive ({exc}); delete it and run again") from None
+    marker.write_text("ok\n")
+
+
+def find_raw_dir(dest: Path, max_depth: int = 3) -> Path:
+    """The folder under ``dest`` that holds ``basin_mean_forcing/`` (the CAMELS raw folder)."""
+    frontier = [dest]
+    for _ in range(max_depth + 1):
+        for folder in frontier:
+            if (folder / "basin_mean_forcing").is_dir():
+                return folder
+        frontier = [child for folder in frontier for child in sorted(folder.iterdir()) if child.is_dir()]
+    raise DataError(f"no basin_mean_forcing/ folder found under {dest} after extraction")
+
+
+def fetch(
+    dest: Path | str,
+    archives: Iterable[Archive] = CAMELS_US_ARCHIVES,
+    *,
+    log: TextIO = sys.stderr,
+) -> Path:
+    """Download, verify and extract the CAMELS-US archives into ``dest``.
+
+    Parameters
+    ----------
+    dest
+        Destination folder (created); downloads go to ``dest/downloads``.
+    archives
+        What to fetch (default: the official archives of :data:`CAMELS_US_ARCHIVES`;
+        tests pass local URLs and digests).
+    log
+        Where progress lines go.
+
+    Returns
+    -------
+    pathlib.Path
+        The raw folder to set as ``data.raw_dir`` in ``params.yaml``.
+
+    Raises
+    ------
+    DataError
+        Download failure, checksum mismatch, corrupt or unsafe archive.
+    """
+    dest = Path(dest)
+    downloads = dest / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    archives = tuple(archives)
+    fetched: list[tuple[Archive, Path]] = []
+    for archive in archives:
+        recorded = _recorded_checksums(dest).get(archive.name)
+        expected = archive.sha256 or recorded
+        path, digest = fetch_archive(archive, downloads, expected, log=log)
+        if expected is None:
+            _record_checksum(dest, archive.name, digest)
+            print(f"{archive.name}: no pinned sha256; recorded {digest} in {dest / CHECKSUM_FILE}", file=log)
+        else:
+            print(f"{archive.name}: sha256 verified", file=log)
+        fetched.append((archive, path))
+    for archive, path in fetched:
+        if archive.kind == "zip":
+            safe_extract(path, dest)
+    raw_dir = find_raw_dir(dest)
+    for archive, path in fetched:
+        if archive.kind == "file":
+            folder = raw_dir / archive.target
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / archive.name)
+    return raw_dir
+
+
+def params_hint(raw_dir: Path) -> str:
+    """What to put in ``params.yaml`` to use the fetched data."""
+    return (
+        "To use this data set, set in params.yaml:\n"
+        "data:\n"
+        f"  raw_dir: {raw_dir.resolve()}\n"
+        "and select a profile whose basins are \"all\" (e.g. `profile: paper`), then run `dvc repro`."
+    )
