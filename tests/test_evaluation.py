@@ -238,7 +238,9 @@ def test_explicit_et_window_ids_are_used_when_present(et_case: dict, qobs: pd.Se
     assert per_basin.loc[BASIN, "ET_windows"] == et_case["n_windows"]
 
 
-def test_et_is_not_available_without_modis_or_simulated_et(qobs: pd.Series, camels_bfi: pd.Series, tmp_path: Path) -> None:
+def test_et_is_not_available_without_modis_or_simulated_et(
+    qobs: pd.Series, camels_bfi: pd.Series, tmp_path: Path
+) -> None:
     per_basin, summary = evaluation.score_predictions(
         _predictions({BASIN: "imp_hbv"}, qobs), _processed([BASIN], camels_bfi)
     )
@@ -257,9 +259,13 @@ def test_et_is_not_available_without_modis_or_simulated_et(qobs: pd.Series, came
 # ---------------------------------------------------------------------------------------
 # outputs and errors
 # ---------------------------------------------------------------------------------------
-def test_write_metrics_is_flat_json_and_a_csv_that_reads_back(qobs: pd.Series, camels_bfi: pd.Series, tmp_path: Path) -> None:
+def test_write_metrics_is_flat_json_and_a_csv_that_reads_back(
+    qobs: pd.Series, camels_bfi: pd.Series, tmp_path: Path
+) -> None:
     assignment = {"01022500": "seq_hbv", "01030500": "imp_hbv", "01031500": "imp_hbv_cr"}
-    per_basin, summary = evaluation.score_predictions(_predictions(assignment, qobs), _processed(list(assignment), camels_bfi))
+    per_basin, summary = evaluation.score_predictions(
+        _predictions(assignment, qobs), _processed(list(assignment), camels_bfi)
+    )
     out = tmp_path / "eval" / "model"
     paths = evaluation.write_metrics(out, per_basin, summary)
     written = json.loads(paths["metrics"].read_text())
@@ -310,3 +316,51 @@ def test_load_predictions_round_trips_a_netcdf_file(qobs: pd.Series, camels_bfi:
     (tmp_path / "broken.nc").write_text("not netCDF")
     with pytest.raises(DataError, match="broken.nc"):
         evaluation.load_predictions(tmp_path / "broken.nc")
+
+
+def test_et_modis_as_the_data_layer_writes_it_scores_the_same(
+    et_case: dict, qobs: pd.Series, camels_bfi: pd.Series, tmp_path: Path
+) -> None:
+    """The MODIS-format fixture written as a MOD16A2 basin file, read by benchmark.data.modis."""
+    modis = pytest.importorskip("benchmark.data.modis")
+    table = et_case["table"]
+    lines = [",".join(modis.MODIS_HEADER)]
+    for row in table.itertuples():
+        et = "3276.7" if np.isnan(row.et_mm) else f"{row.et_mm:.10f}"  # fill code where missing
+        lines.append(f"{row.start.year},{row.start.month},{row.start.day},0,{et},0,0,0,0")
+    path = tmp_path / f"{BASIN}{modis.MODIS_SUFFIX}"
+    path.write_text("\n".join(lines) + "\n")
+    daily = modis.daily_et(modis.read_modis_et(path))
+    record = pd.date_range("1980-10-01", "1995-12-31", freq="D")
+    et_modis = pd.DataFrame({BASIN: daily.reindex(record)})
+    per_basin, _ = evaluation.score_predictions(
+        _predictions({BASIN: "imp_hbv"}, qobs), _processed([BASIN], camels_bfi, et_modis)
+    )
+    assert per_basin.loc[BASIN, "ET_windows"] == et_case["n_windows"]
+    assert per_basin.loc[BASIN, "ET_NSE"] == pytest.approx(et_case["expected"], rel=1e-8)
+
+
+def test_two_real_basins_with_different_models(qobs: pd.Series, camels_bfi: pd.Series) -> None:
+    """01022500: the authors' implicit HBV; 01031500: the CAMELS SAC-SMA run, which has no
+    flow components, so its BFI is n/a while the other basin's is scored."""
+    sacsma_file = (
+        CAMELS_HYDRO.parents[1] / "model_output" / "flow_timeseries" / "daymet" / "01" / "01031500_05_model_output.txt"
+    )
+    frame = pd.read_csv(sacsma_file, sep=r"\s+")
+    frame.index = pd.DatetimeIndex(pd.to_datetime({"year": frame.YR, "month": frame.MNTH, "day": frame.DY}))
+    sacsma = frame[PERIOD]
+    pred = _predictions({BASIN: "imp_hbv", "01031500": "imp_hbv"}, qobs)
+    other = {"basin": "01031500"}
+    pred["qsim"].loc[other] = sacsma["MOD_RUN"].to_numpy()
+    pred["qobs"].loc[other] = sacsma["OBS_RUN"].to_numpy()
+    pred["ET"].loc[other] = sacsma["ET"].to_numpy()
+    pred["Q2"].loc[other] = np.nan
+    pred["Q_unrouted"].loc[other] = np.nan
+    per_basin, summary = evaluation.score_predictions(pred, _processed([BASIN, "01031500"], camels_bfi))
+    expected = metrics.basin_metrics(sacsma["MOD_RUN"].to_numpy(), sacsma["OBS_RUN"].to_numpy())
+    for key, value in expected.items():
+        np.testing.assert_equal(per_basin.loc["01031500", key], value, err_msg=key)
+    assert per_basin.loc["01031500", "NSE"] > per_basin.loc[BASIN, "NSE"]  # calibrated vs mid-range parameters
+    assert np.isnan(per_basin.loc["01031500", "BFI"]) and np.isfinite(per_basin.loc[BASIN, "BFI"])
+    assert summary["NSE_median"] == pytest.approx(per_basin["NSE"].mean())  # median of two = mean
+    assert summary["BFI_median"] == per_basin.loc[BASIN, "BFI"]

@@ -21,6 +21,11 @@ from benchmark import metrics
 from benchmark.errors import DataError
 
 REFERENCE = Path(__file__).parent / "reference"
+SACSMA_FILE = (
+    Path(__file__).parents[1] / "data" / "camels_us" / "model_output" / "flow_timeseries" / "daymet" / "01"
+    / "01031500_05_model_output.txt"
+)
+SACSMA = "camels_sacsma_01031500"  # a second real basin: CAMELS SAC-SMA run (MOD_RUN) vs OBS_RUN
 SCORED_FROM = "1981-10-01"
 
 # metrics_reference.csv column -> basin_metrics key (authors' names and the dMG library's)
@@ -43,6 +48,16 @@ def _read_series(name: str) -> pd.Series:
     file, column = name.split(":")
     frame = pd.read_csv(REFERENCE / f"{file}.csv", index_col="date", parse_dates=True)
     return frame[column]
+
+
+def _sim_and_obs(series: str, qobs_01022500: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Simulated and observed flow (mm/day) of a reference series or of the CAMELS SAC-SMA run."""
+    if series != SACSMA:
+        return _read_series(series), qobs_01022500.copy()
+    frame = pd.read_csv(SACSMA_FILE, sep=r"\s+")
+    dates = pd.to_datetime({"year": frame.YR, "month": frame.MNTH, "day": frame.DY})
+    frame.index = pd.DatetimeIndex(dates, name="date")
+    return frame["MOD_RUN"], frame["OBS_RUN"].copy()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +105,7 @@ def test_public_functions_agree_with_basin_metrics(qobs: pd.Series) -> None:
 # ---------------------------------------------------------------------------------------
 # neuralhydrology cross-check
 # ---------------------------------------------------------------------------------------
-NH_SERIES = ["seq_hbv:Q_routed", "imp_hbv:Q_routed_tight", "explicit_hbv_cr:Q_routed_euler_1d"]
+NH_SERIES = ["seq_hbv:Q_routed", "imp_hbv:Q_routed_tight", "explicit_hbv_cr:Q_routed_euler_1d", SACSMA]
 
 
 def _as_dataarray(series: pd.Series) -> xr.DataArray:
@@ -101,8 +116,7 @@ def _as_dataarray(series: pd.Series) -> xr.DataArray:
 @pytest.mark.parametrize("gaps", [False, True], ids=["complete", "every-7th-obs-missing"])
 def test_nse_kge_r_rmse_fhv_match_neuralhydrology(series: str, gaps: bool, qobs: pd.Series) -> None:
     nh = pytest.importorskip("neuralhydrology.evaluation.metrics")
-    sim = _read_series(series)
-    obs = qobs.copy()
+    sim, obs = _sim_and_obs(series, qobs)
     if gaps:
         obs.iloc[::7] = np.nan
     s, o = sim.to_numpy(), obs.to_numpy()
