@@ -1,0 +1,753 @@
+"""MLflow tracking for the benchmark: where runs go, what every run records, how a crash is logged.
+
+Runs are stored in a local SQLite database at an absolute path under the repository
+(``<repo>/mlflow.db``) with artifacts in ``<repo>/mlartifacts``; ``MLFLOW_TRACKING_URI``
+overrides the store (another SQLite file, a database, or an ``http://`` tracking server).
+The legacy file store (``./mlruns``) is refused: MLflow 3 no longer supports it.
+
+Typical use::
+
+    from benchmark import tracking
+
+    with tracking.run("hbvbench-default", "dhbv_adj-seed111111",
+                      tags=tracking.standard_tags("default", spec),
+                      params=config.model_dump(mode="json")):
+        ...
+        tracking.log_metrics_series("train_loss", losses)
+        tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
+
+``mlflow`` itself is imported on first use (it takes over a second), so importing this
+module keeps the ``hbvbench`` CLI quick to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from benchmark.config import REPO_ROOT
+from benchmark.errors import ConfigError, HbvbenchError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import pandas as pd
+    from mlflow import ActiveRun
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_NAME = "mlflow.db"
+ARTIFACTS_DIR_NAME = "mlartifacts"
+DVC_PREPARE_STAGE = "prepare"
+
+# MLflow's own limits (mlflow.utils.validation); values beyond them are rejected by the server.
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+TRUNCATION_MARK = "...[truncated]"
+
+# Characters MLflow accepts in param, metric and tag names (POSIX rule).
+_INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+
+_GIT_TIMEOUT_S = 10.0
+
+
+class TrackingError(HbvbenchError):
+    """The tracking store cannot answer a request (e.g. an experiment does not exist)."""
+
+
+# --------------------------------------------------------------------------------------
+# Where runs are stored
+# --------------------------------------------------------------------------------------
+
+
+def _mlflow():
+    """Import mlflow on first use, with its usage telemetry off (the benchmark runs offline)."""
+    if "mlflow" not in sys.modules:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other scheme."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0]))
+
+
+def _sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def tracking_uri() -> str:
+    """The MLflow tracking URI runs are logged to.
+
+    Returns
+    -------
+    str
+        ``$MLFLOW_TRACKING_URI`` when set (a relative ``sqlite:///`` path is made absolute
+        against the current directory, which is where MLflow would have put it), else
+        ``sqlite:///<absolute repo root>/mlflow.db``.
+
+    Raises
+    ------
+    ConfigError
+        If ``MLFLOW_TRACKING_URI`` names the legacy file store (``file:`` URI or a plain
+        path), which MLflow 3 refuses.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not env:
+        return _sqlite_uri(REPO_ROOT / DEFAULT_DB_NAME)
+    db_path = _sqlite_path(env)
+    if db_path is not None:
+        if db_path == Path(":memory:") or str(db_path) == "":
+            raise ConfigError("MLFLOW_TRACKING_URI: an in-memory SQLite store keeps no runs; give a file path")
+        return _sqlite_uri(db_path.absolute()) if not db_path.is_absolute() else env
+    is_plain_path = "://" not in env and not env.startswith("databricks")
+    if is_plain_path or env.startswith("file:"):
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI={env!r} names MLflow's legacy file store, which MLflow 3 refuses; "
+            f"use a SQLite database instead, e.g. sqlite:///{Path.cwd() / DEFAULT_DB_NAME}"
+        )
+    return env
+
+
+def artifact_root(uri: str | None = None) -> Path | None:
+    """Local folder that new experiments store their artifacts under.
+
+    Parameters
+    ----------
+    uri
+        A tracking URI (default: :func:`tracking_uri`).
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``<folder of the SQLite file>/mlartifacts`` for a SQLite store,
+        ``<repo>/mlartifacts`` for another database, and None for a tracking server
+        (``http(s)://``, ``databricks``), which decides where artifacts go itself.
+        Without this MLflow would put them in ``./mlruns`` of whatever the current
+        directory happens to be.
+    """
+    uri = tracking_uri() if uri is None else uri
+    db_path = _sqlite_path(uri)
+    if db_path is not None:
+        return db_path.parent / ARTIFACTS_DIR_NAME
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return REPO_ROOT / ARTIFACTS_DIR_NAME
+
+
+def configure() -> str:
+    """Point MLflow at :func:`tracking_uri` (idempotent; cheap after the first call).
+
+    Creates the folder of a SQLite database if it is missing. Called by :func:`run`; call
+    it yourself only before using ``mlflow`` directly.
+
+    Returns
+    -------
+    str
+        The tracking URI now in use.
+    """
+    uri = tracking_uri()
+    mlflow = _mlflow()
+    db_path = _sqlite_path(uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def client() -> "MlflowClient":
+    """An ``MlflowClient`` bound to :func:`tracking_uri`."""
+    uri = configure()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_dir_name(name: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
+
+
+def ensure_experiment(name: str) -> str:
+    """Return the id of experiment ``name``, creating (or restoring a deleted) one if needed.
+
+    New experiments on a local store keep their artifacts in
+    ``artifact_root() / <name>`` (see :func:`artifact_root`).
+    """
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            log.warning("restoring deleted MLflow experiment %r", name)
+            mlflow_client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    root = artifact_root(mlflow_client.tracking_uri)
+    location = (root / _experiment_dir_name(name)).as_uri() if root is not None else None
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        # Another process created it between our lookup and create.
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            raise TrackingError(f"cannot create MLflow experiment {name!r} in {mlflow_client.tracking_uri}: {exc}") from exc
+        return experiment.experiment_id
+
+
+# --------------------------------------------------------------------------------------
+# Params and tags
+# --------------------------------------------------------------------------------------
+
+
+def _clean_key(key: str) -> str:
+    """A name MLflow accepts: allowed characters only, no path tricks, at most 250 chars."""
+    key = _INVALID_KEY_CHARS.sub("_", str(key))
+    key = re.sub(r"/+", "/", key).strip("/")
+    key = "/".join(part if part not in ("", ".", "..") else "_" for part in key.split("/"))
+    return key[:MAX_KEY_LENGTH] or "_"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def _as_tree(value: Any) -> Any:
+    """Turn pydantic models and dataclasses into plain mappings; leave everything else."""
+    if hasattr(value, "model_dump") and callable(value.model_dump):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _scalar_text(value: Any) -> str:
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy / torch scalar
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool, Path)) or value is None:
+        return str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
+        return json.dumps(items, default=str)
+    if hasattr(value, "tolist"):
+        return json.dumps(value.tolist(), default=str)
+    return json.dumps(value, default=str)
+
+
+def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
+    """Flatten nested parameters into ``{"dotted.key": "text"}`` as MLflow stores them.
+
+    Parameters
+    ----------
+    params
+        A mapping (nested mappings, pydantic models and dataclasses are descended into).
+    prefix
+        Prepended to every key with a dot.
+
+    Returns
+    -------
+    dict
+        Keys joined with ``.`` and cleaned to MLflow's allowed characters (max 250
+        chars); values as text: scalars with ``str``, dates ISO, lists/tuples as JSON,
+        values over MLflow's 6000-character limit truncated with ``...[truncated]``.
+        An empty nested mapping is kept as ``"{}"`` so it still shows up.
+    """
+    flat: dict[str, str] = {}
+
+    def visit(node: Any, path: str) -> None:
+        node = _as_tree(node)
+        if isinstance(node, Mapping):
+            if not node and path:
+                flat[_clean_key(path)] = "{}"
+            for key, child in node.items():
+                visit(child, f"{path}.{key}" if path else str(key))
+            return
+        key = _clean_key(path)
+        while key in flat:  # two raw keys cleaned to the same name: keep both
+            key = _clean_key(key[: MAX_KEY_LENGTH - 2] + "_2")
+        flat[key] = _truncate(_scalar_text(node), MAX_PARAM_VALUE_LENGTH)
+
+    visit(params, prefix)
+    return flat
+
+
+def log_params_flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Log a nested parameter mapping to the active run (see :func:`flatten_params`).
+
+    Returns the flattened mapping that was logged.
+    """
+    _require_active_run()
+    flat = flatten_params(params, prefix)
+    if flat:
+        _mlflow().log_params(flat)
+    return flat
+
+
+def _clean_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    return {
+        _clean_key(key): _truncate(_scalar_text(value), MAX_TAG_VALUE_LENGTH)
+        for key, value in (tags or {}).items()
+    }
+
+
+def _git(args: list[str], repo: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
+    """Git commit of ``repo`` and whether tracked files differ from it.
+
+    Returns
+    -------
+    dict
+        ``{"git_commit": <sha>, "git_dirty": "true"|"false"}``; ``{}`` when ``repo`` is
+        not a git work tree or git is unavailable. Untracked files do not make it dirty.
+    """
+    commit = _git(["rev-parse", "HEAD"], repo)
+    if not commit:
+        return {}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], repo)
+    state = {"git_commit": commit}
+    if status is not None:
+        state["git_dirty"] = "true" if status else "false"
+    return state
+
+
+def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) -> str | None:
+    """The md5 DVC recorded for the prepared data (``dvc.lock``, stage ``prepare``).
+
+    Parameters
+    ----------
+    repo
+        Folder holding ``dvc.lock``.
+    data_dir
+        The prepared-data path to pick when the stage has several outputs (relative to
+        ``repo``, or absolute inside it); an output matches when it is that path, inside
+        it, or contains it. Default: the stage's first output.
+
+    Returns
+    -------
+    str or None
+        The output's ``md5`` (``<hash>.dir`` for a folder), or None when there is no
+        ``dvc.lock``, no ``prepare`` stage in it, or no matching output.
+    """
+    import yaml
+
+    lock_path = repo / "dvc.lock"
+    if not lock_path.is_file():
+        return None
+    try:
+        lock = yaml.safe_load(lock_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        log.warning("cannot read %s: %s", lock_path, exc)
+        return None
+    outs = ((lock.get("stages") or {}).get(DVC_PREPARE_STAGE) or {}).get("outs") or []
+    outs = [out for out in outs if isinstance(out, dict) and out.get("md5")]
+    if not outs:
+        return None
+    if data_dir is None:
+        return str(outs[0]["md5"])
+    wanted = Path(data_dir)
+    if wanted.is_absolute():
+        try:
+            wanted = wanted.resolve().relative_to(repo.resolve())
+        except ValueError:
+            return None
+    for out in outs:
+        out_path = Path(str(out.get("path", "")))
+        # The output may be the folder itself, a file in it, or a folder holding it.
+        if out_path == wanted or wanted in out_path.parents or out_path in wanted.parents:
+            return str(out["md5"])
+    return None
+
+
+def standard_tags(
+    profile: str,
+    model_spec: Any | None = None,
+    data_dir: Path | str | None = None,
+    *,
+    repo: Path = REPO_ROOT,
+) -> dict[str, str]:
+    """The tags every benchmark run carries.
+
+    Parameters
+    ----------
+    profile
+        The ``params.yaml`` profile (``ci``, ``default``, ``paper``).
+    model_spec
+        A ``ModelSpec`` (or any object with ``name``, ``scheme``, ``gradient``,
+        ``capillary_rise``, ``substeps``); baselines pass None.
+    data_dir
+        The prepared-data folder, to pick its hash from ``dvc.lock``.
+    repo
+        The repository root (``git`` state and ``dvc.lock``).
+
+    Returns
+    -------
+    dict
+        ``profile``, ``git_commit``, ``git_dirty``, ``data_md5`` (when ``dvc.lock`` has
+        it), and from the spec: ``model``, ``scheme``, ``gradient``, ``structure``
+        (``capillary_rise`` or ``standard``), ``substeps``.
+    """
+    tags: dict[str, str] = {"profile": str(profile)}
+    tags.update(git_state(repo))
+    data_hash = dvc_data_hash(repo, data_dir)
+    if data_hash is not None:
+        tags["data_md5"] = data_hash
+    if model_spec is not None:
+        for field in ("name", "scheme", "gradient", "substeps"):
+            value = getattr(model_spec, field, None)
+            if value is not None:
+                tags["model" if field == "name" else field] = str(value)
+        capillary = getattr(model_spec, "capillary_rise", None)
+        if capillary is not None:
+            tags["structure"] = "capillary_rise" if capillary else "standard"
+    return tags
+
+
+# --------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------
+
+
+def _require_active_run() -> "ActiveRun":
+    # mlflow.log_* would silently start a stray run in the Default experiment otherwise.
+    active = _mlflow().active_run()
+    if active is None:
+        raise RuntimeError("no active MLflow run: log inside `with benchmark.tracking.run(...)`")
+    return active
+
+
+def _record_failure(run_id: str, exc: BaseException) -> None:
+    """Log the traceback as ``error.txt`` and the message as tag ``error``; never raises."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        mlflow_client = client()
+        mlflow_client.set_tag(run_id, "error", _truncate(f"{type(exc).__name__}: {exc}", MAX_TAG_VALUE_LENGTH))
+        mlflow_client.log_text(run_id, text, "error.txt")
+    except Exception as log_exc:  # the original error matters more than the record of it
+        log.warning("could not record the failure of MLflow run %s: %s", run_id, log_exc)
+
+
+def _end_until(run_id: str, status: str) -> None:
+    """End runs from the top of MLflow's stack down to and including ``run_id``.
+
+    Does nothing if the body already ended ``run_id`` itself (so a parent is not ended).
+    """
+    mlflow = _mlflow()
+    try:
+        still_running = client().get_run(run_id).info.status == "RUNNING"
+    except Exception as exc:  # store unreachable: still pop our run off the local stack
+        log.warning("could not read the status of MLflow run %s: %s", run_id, exc)
+        still_running = True
+    if not still_running:
+        return
+    while (active := mlflow.active_run()) is not None:
+        try:
+            mlflow.end_run(status=status)
+        except Exception as exc:
+            log.warning("could not end MLflow run %s: %s", active.info.run_id, exc)
+        if active.info.run_id == run_id:
+            break
+
+
+@contextmanager
+def run(
+    experiment: str,
+    run_name: str,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    nested: bool = False,
+    run_id: str | None = None,
+) -> Iterator["ActiveRun"]:
+    """Run the body inside an MLflow run; a crash ends it FAILED with the error logged.
+
+    Parameters
+    ----------
+    experiment
+        Experiment name (one per benchmark); created if missing.
+    run_name
+        Display name, e.g. ``"dhbv_adj-seed111111"``.
+    tags
+        Run tags (e.g. :func:`standard_tags`); values longer than MLflow allows are truncated.
+    params
+        Nested parameters, logged flattened with dotted keys (:func:`flatten_params`).
+    nested
+        Start the run as a child of the active run.
+    run_id
+        Reopen this existing run instead of creating one (to resume a killed job); its
+        params must not change value.
+
+    Yields
+    ------
+    mlflow.ActiveRun
+        The active run.
+
+    Notes
+    -----
+    On an exception in the body the run gets an ``error.txt`` artifact (the traceback) and
+    an ``error`` tag, ends ``FAILED`` (``KILLED`` for KeyboardInterrupt), and the exception
+    propagates unchanged. Runs the body left open on top of it end with the same status.
+    """
+    mlflow = _mlflow()
+    configure()
+    experiment_id = ensure_experiment(experiment)
+    active = mlflow.start_run(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        run_name=None if run_id else run_name,
+        nested=nested,
+        tags=_clean_tags(tags),
+    )
+    this_run = active.info.run_id
+    try:
+        if params:
+            log_params_flat(params)
+        yield active
+    except BaseException as exc:
+        _record_failure(this_run, exc)
+        _end_until(this_run, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    else:
+        _end_until(this_run, "FINISHED")
+
+
+# --------------------------------------------------------------------------------------
+# Artifacts and metrics
+# --------------------------------------------------------------------------------------
+
+
+def _log_file(write: Any, artifact_path: str, suffix: str) -> str:
+    """Write an artifact with ``write(local_path)`` in a temp folder, then upload it.
+
+    Returns the artifact path within the run (``dir/name.suffix``).
+    """
+    _require_active_run()
+    artifact_path = artifact_path.strip("/")
+    if not artifact_path.endswith(suffix):
+        artifact_path += suffix
+    folder, _, name = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory(prefix="hbvbench-artifact-") as tmp:
+        local = Path(tmp) / name
+        write(local)
+        _mlflow().log_artifact(str(local), artifact_path=folder or None)
+    return artifact_path
+
+
+def log_dataframe(df: Any, artifact_path: str, *, index: bool = True) -> str:
+    """Log a table as a CSV artifact of the active run.
+
+    Parameters
+    ----------
+    df
+        A pandas DataFrame (or polars DataFrame, written without index).
+    artifact_path
+        Path within the run, e.g. ``"per_basin_metrics.csv"``; ``.csv`` is appended if missing.
+    index
+        Write the pandas index (e.g. the basin id) as the first column.
+
+    Returns
+    -------
+    str
+        The artifact path logged.
+    """
+    if hasattr(df, "to_csv"):
+        return _log_file(lambda path: df.to_csv(path, index=index), artifact_path, ".csv")
+    if hasattr(df, "write_csv"):
+        return _log_file(lambda path: df.write_csv(path), artifact_path, ".csv")
+    raise TypeError(f"log_dataframe needs a pandas or polars DataFrame, got {type(df).__name__}")
+
+
+def log_dataset(ds: Any, artifact_path: str) -> str:
+    """Log an ``xarray.Dataset`` (e.g. test predictions) as a netCDF artifact (``.nc``)."""
+    return _log_file(lambda path: ds.to_netcdf(path), artifact_path, ".nc")
+
+
+def log_figure(fig: Any, artifact_path: str, *, dpi: int = 120) -> str:
+    """Log a matplotlib figure as a PNG artifact (``.png``); the figure is not closed."""
+    return _log_file(lambda path: fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png"), artifact_path, ".png")
+
+
+def _metric_value(value: Any) -> float:
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    return float(value)
+
+
+def log_metrics_series(name: str, values: Iterable[Any], step_start: int = 0) -> int:
+    """Log a whole curve (e.g. per-epoch loss) as one metric over steps, in one batch.
+
+    Parameters
+    ----------
+    name
+        Metric name, e.g. ``"train_loss"``.
+    values
+        One number per step (floats, numpy or 0-d torch values).
+    step_start
+        Step of the first value (e.g. the first epoch after a resume).
+
+    Returns
+    -------
+    int
+        Number of points logged.
+    """
+    from mlflow.entities import Metric
+
+    active = _require_active_run()
+    key = _clean_key(name)
+    now_ms = int(time.time() * 1000)
+    points = [Metric(key, _metric_value(v), now_ms, step_start + i) for i, v in enumerate(values)]
+    if points:
+        client().log_batch(active.info.run_id, metrics=points, synchronous=True)
+    return len(points)
+
+
+def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | None = None) -> list[str]:
+    """Log the numeric entries of a (possibly nested) summary; return the keys skipped.
+
+    Entries that are not finite numbers (``None``, ``"n/a"``, NaN) are not metrics: they
+    are skipped, and their keys listed in the tag ``metrics_not_available``.
+    """
+    _require_active_run()
+    numeric: dict[str, float] = {}
+    skipped: list[str] = []
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                visit(child, f"{path}.{key}" if path else str(key))
+            return
+        try:
+            value = _metric_value(node)
+        except (TypeError, ValueError):
+            value = math.nan
+        if isinstance(node, bool) or not math.isfinite(value):
+            skipped.append(_clean_key(path))
+        else:
+            numeric[_clean_key(path)] = value
+
+    visit(metrics, prefix)
+    mlflow = _mlflow()
+    if numeric:
+        mlflow.log_metrics(numeric, step=step)
+    if skipped:
+        mlflow.set_tag("metrics_not_available", _truncate(",".join(skipped), MAX_TAG_VALUE_LENGTH))
+    return skipped
+
+
+def measure_peak_memory() -> dict[str, float]:
+    """Peak memory of this process so far.
+
+    Returns
+    -------
+    dict
+        ``peak_rss_mb`` (resident set size, from ``getrusage``) and, when torch has
+        used a CUDA device, ``peak_gpu_memory_mb`` (``torch.cuda.max_memory_allocated``).
+    """
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    peak = {"peak_rss_mb": rss / 1024.0 if sys.platform != "darwin" else rss / 2**20}
+    torch = sys.modules.get("torch")  # only if the caller already uses torch
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def log_system_metrics(wall_time_s: float, peak_memory_mb: float | None = None) -> dict[str, float]:
+    """Log wall time (s) and peak memory (MB) of the job as metrics of the active run.
+
+    Parameters
+    ----------
+    wall_time_s
+        Elapsed wall-clock time, seconds.
+    peak_memory_mb
+        Peak memory in MB if the caller measured it; default: the peak RSS from
+        :func:`measure_peak_memory` (which also adds peak CUDA memory when torch used a GPU).
+
+    Returns
+    -------
+    dict
+        The metrics logged: ``wall_time_s``, ``peak_memory_mb`` and the parts of
+        :func:`measure_peak_memory`.
+    """
+    _require_active_run()
+    measured = measure_peak_memory()
+    values = {"wall_time_s": float(wall_time_s), **measured}
+    values["peak_memory_mb"] = float(peak_memory_mb) if peak_memory_mb is not None else measured["peak_rss_mb"]
+    _mlflow().log_metrics(values)
+    return values
+
+
+# --------------------------------------------------------------------------------------
+# Reading runs back (report)
+# --------------------------------------------------------------------------------------
+
+
+def query_runs(experiment: str, filter_string: str | None = None, *, missing_ok: bool = False) -> "pd.DataFrame":
+    """All runs of an experiment as a table, newest first.
+
+    Parameters
+    ----------
+    experiment
+        Experiment name.
+    filter_string
+        MLflow search filter, e.g. ``"tags.profile = 'default' and attributes.status = 'FINISHED'"``.
+    missing_ok
+        Return an empty table instead of raising when the experiment does not exist.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: ``run_id``, ``status``, ``start_time``, ``end_time``, and
+        ``metrics.*``, ``params.*``, ``tags.*`` columns (MLflow's ``search_runs`` layout).
+
+    Raises
+    ------
+    TrackingError
+        If the experiment does not exist (and ``missing_ok`` is false).
+    """
+    import pandas as pd
+
+    mlflow = _mlflow()
+    uri = configure()
+    found = client().get_experiment_by_name(experiment)
+    if found is None:
+        if missing_ok:
+            return pd.DataFrame(columns=["run_id", "status", "start_time", "end_time"])
+        raise TrackingError(f"no MLflow experiment named {experiment!r} in {uri}; run the training stages first")
+    runs = mlflow.search_runs(
+        experiment_ids=[found.experiment_id],
+        filter_string=filter_string or "",
+        order_by=["attributes.start_time DESC"],
+        output_format="pandas",
+    )
+    return runs.reset_index(drop=True)
