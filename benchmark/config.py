@@ -53,6 +53,8 @@ class DataConfig(_Strict):
     forcing_product: Literal["daymet", "maurer", "nldas"] = "daymet"
     modis_et_dir: Path | None = None
     processed_dir: Path = Path("artifacts/data")
+    #: static attributes written to the dataset: "table_a1" (the paper's 35) or a list of CAMELS names
+    attributes: list[str] | Literal["table_a1"] = "table_a1"
 
 
 class ProfileConfig(_Strict):

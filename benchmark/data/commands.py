@@ -29,10 +29,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     """``hbvbench data fetch --dest DIR``: download the full CAMELS-US data set."""
-    from benchmark.data.fetch import fetch, params_hint
+    from benchmark.data import fetch
 
-    raw_dir = fetch(Path(args.dest))
-    print(params_hint(raw_dir))
+    raw_dir = fetch.fetch(Path(args.dest), fetch.CAMELS_US_ARCHIVES)
+    print(fetch.params_hint(raw_dir))
     return 0
 
 

@@ -21,6 +21,7 @@ is extracted: absolute paths, ``..`` components and symbolic links are refused.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import stat
 import sys
@@ -95,6 +96,14 @@ def _record_checksum(dest: Path, name: str, digest: str) -> None:
     (dest / CHECKSUM_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(recorded.items())))
 
 
+def _copy(source, out) -> int:
+    received = 0
+    while block := source.read(CHUNK_BYTES):
+        out.write(block)
+        received += len(block)
+    return received
+
+
 def download(url: str, target: Path, *, timeout: float = 60.0, log: TextIO = sys.stderr) -> Path:
     """Download ``url`` to ``target``, resuming from ``target.part`` with an HTTP Range request.
 
@@ -118,14 +127,20 @@ def download(url: str, target: Path, *, timeout: float = 60.0, log: TextIO = sys
                 print(f"{url}: server ignored the Range request, downloading from the start", file=log)
             if resumed:
                 print(f"{url}: resuming at byte {offset}", file=log)
+            expected_bytes = response.headers.get("Content-Length")
             with part.open("ab" if resumed else "wb") as out:
-                shutil.copyfileobj(response, out, CHUNK_BYTES)
+                received = _copy(response, out)
+            if expected_bytes is not None and received < int(expected_bytes):
+                raise DataError(
+                    f"download of {url} failed: connection closed after {received} of {expected_bytes} bytes; "
+                    "run the command again to resume"
+                )
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # nothing left to send: the part file is already complete
             part.rename(target)
             return target
         raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise DataError(f"download of {url} failed: {exc}; run the command again to resume") from None
     part.rename(target)
     return target

@@ -142,6 +142,7 @@ def build_dataset(
     product: str,
     source_dir: str,
     with_modis: bool,
+    attribute_names: Sequence[str] = camels.TABLE_A1,
 ) -> tuple[xr.Dataset, dict[str, list[str]]]:
     """Assemble the processed dataset (schema of INTERFACES.md) from validated basins."""
     ids = [b.gauge_id for b in basins]
@@ -163,12 +164,13 @@ def build_dataset(
         empty = pd.Series(dtype=np.float64)
         data["et_modis"] = _matrix([b.et_modis if b.et_modis is not None else empty for b in basins], dates)
 
-    static, categories = camels.select_attributes(attributes, camels.TABLE_A1, ids)
+    static, categories = camels.select_attributes(attributes, attribute_names, ids)
     variables = {name: (("basin", "date"), values, {"units": UNITS[name]}) for name, values in data.items()}
     variables["attributes"] = (
         ("basin", "attribute"),
         static.to_numpy(dtype=np.float32),
-        {"description": "CAMELS attributes of Song et al. (2024) Table A1; categorical ones as integer codes",
+        {"description": "CAMELS static attributes (default: Song et al. 2024 Table A1); categorical ones "
+                        "as integer codes: position in the sorted class list over all basins of the attribute files",
          "category_codes": json.dumps(categories)},
     )
     for name, column in (("baseflow_index", "baseflow_index"), ("area_km2", "area_gages2"),
@@ -177,7 +179,7 @@ def build_dataset(
     ds = xr.Dataset(
         variables,
         coords={"basin": np.array(ids, dtype=object), "date": dates.to_numpy(dtype="datetime64[ns]"),
-                "attribute": np.array(camels.TABLE_A1, dtype=object)},
+                "attribute": np.array(list(attribute_names), dtype=object)},
         attrs={
             "forcing_product": product,
             "source_dir": source_dir,
@@ -229,7 +231,7 @@ def build_manifest(
             "warmup_days": profile.warmup_days,
         },
         "variables": {v: ds[v].attrs.get("units", "") for v in ds.data_vars},
-        "attributes": list(camels.TABLE_A1),
+        "attributes": ds.indexes["attribute"].tolist(),
         "category_codes": categories,
         "missing_values": missing,
         "streamflow_flags": flags,
@@ -294,6 +296,11 @@ def prepare(params: Params, root: Path | None = None) -> Path:
 
     ids = select_basins(raw_dir, product, profile.basins)
     attributes = camels.read_attributes(raw_dir)
+    attribute_names = camels.TABLE_A1 if cfg.attributes == "table_a1" else tuple(cfg.attributes)
+    try:  # unknown names fail before any basin is read
+        camels.select_attributes(attributes, attribute_names, [])
+    except DataError as exc:
+        raise DataError(f"data.attributes: {exc}") from None
     unknown = [b for b in ids if b not in attributes.index]
     if unknown:
         raise DataError(f"basin {unknown[0]} is not in the CAMELS attribute files under {raw_dir / camels.ATTRIBUTE_DIR}")
@@ -304,7 +311,8 @@ def prepare(params: Params, root: Path | None = None) -> Path:
         check_periods(basin, windows, params.profile)
         basins.append(basin)
     ds, categories = build_dataset(
-        basins, attributes, product=product, source_dir=str(cfg.raw_dir), with_modis=modis_dir is not None
+        basins, attributes, product=product, source_dir=str(cfg.raw_dir), with_modis=modis_dir is not None,
+        attribute_names=attribute_names,
     )
     attribute_files = [camels.attribute_path(raw_dir, g) for g in camels.ATTRIBUTE_GROUPS]
     manifest = build_manifest(
