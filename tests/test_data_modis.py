@@ -2,7 +2,7 @@
 
 The file used here, tests/fixtures/modis/01022500_lump_modis16a2v006_et.txt, is a FORMAT
 FIXTURE (hand-written values in the published layout): no real MODIS copy exists on these
-machines. See tests/fixtures/README.md.
+machines. See tests/fixtures/modis/README.md.
 """
 
 from __future__ import annotations

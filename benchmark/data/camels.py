@@ -232,7 +232,7 @@ def _dates(path: Path, year: np.ndarray, month: np.ndarray, day: np.ndarray, fir
                 pd.Timestamp(year=int(y), month=int(m), day=int(d))
             except (ValueError, OverflowError):
                 raise DataError(f"{path}: line {first_line_no + i}: {int(y)}-{int(m)}-{int(d)} is not a valid date") from None
-        raise
+        raise DataError(f"{path}: the year/month/day columns do not form valid dates") from None
     index = pd.DatetimeIndex(dates, name="date")
     steps = np.diff(index.asi8)
     if steps.size and (steps <= 0).any():
