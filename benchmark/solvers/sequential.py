@@ -30,8 +30,14 @@ SEQUENTIAL_PARAMETERS: tuple[str, ...] = (
     "BETA", "FC", "K0", "K1", "K2", "LP", "PERC", "UZL", "TT", "CFMAX", "CFR", "CWH", "BETAET",
 )
 
-FLUX_NAMES: tuple[str, ...] = ("Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary")
-"""Daily fluxes (mm/day) returned by :func:`integrate_sequential`, in this order."""
+FLUX_NAMES: tuple[str, ...] = (
+    "Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary", "floor_source",
+)
+"""Daily fluxes (mm/day) returned by :func:`integrate_sequential`, in this order.
+
+``floor_source`` is the water the scheme creates by flooring SM (and SLZ after capillary rise)
+at :data:`SM_MIN_SEQUENTIAL`; with it the daily balance closes to rounding:
+ΔS = P − ET − Q0 − Q1 − Q2 + floor_source. It is zero unless a store runs dry."""
 
 _LOOP_PARAMETERS = ("BETA", "FC", "LPFC", "BETAET", "CWH", "PERC", "K0", "K1", "K2", "UZL", "C")
 
@@ -55,8 +61,9 @@ def _soil_and_snow(snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet,
     excess = (sm - fc).clamp_min(0.0)
     sm = sm - excess
     et = torch.minimum(sm, pet * (sm / lpfc).pow(betaet).clamp(0.0, 1.0))
-    sm = (sm - et).clamp_min(SM_MIN_SEQUENTIAL)
-    return snow, meltw, sm, recharge, excess, et
+    sm_dried = sm - et
+    sm = sm_dried.clamp_min(SM_MIN_SEQUENTIAL)
+    return snow, meltw, sm, recharge, excess, et, sm - sm_dried
 
 
 def _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl):
@@ -79,11 +86,10 @@ def _step_plain(state, day):
     snow, meltw, sm, suz, slz = state
     (snowfall, rain, melt_pot, refr_pot, pet,
      beta, fc, lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, _c) = day
-    snow, meltw, sm, recharge, excess, et = _soil_and_snow(
+    snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
         snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, lpfc, betaet, cwh)
     suz, slz, perc, q0, q1, q2 = _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl)
-    capillary = torch.zeros_like(q2)
-    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, capillary)
+    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, floor)
 
 
 def _step_capillary(state, day):
@@ -91,13 +97,16 @@ def _step_capillary(state, day):
     snow, meltw, sm, suz, slz = state
     (snowfall, rain, melt_pot, refr_pot, pet,
      beta, fc, lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, c) = day
-    snow, meltw, sm, recharge, excess, et = _soil_and_snow(
+    snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
         snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, lpfc, betaet, cwh)
     capillary = torch.minimum(slz, c * slz * (1.0 - torch.clamp(sm / fc, max=1.0)))
-    sm = (sm + capillary).clamp_min(SM_MIN_SEQUENTIAL)
-    slz = (slz - capillary).clamp_min(SM_MIN_SEQUENTIAL)
+    sm_wet = sm + capillary
+    slz_dried = slz - capillary
+    sm = sm_wet.clamp_min(SM_MIN_SEQUENTIAL)
+    slz = slz_dried.clamp_min(SM_MIN_SEQUENTIAL)
+    floor = floor + (sm - sm_wet) + (slz - slz_dried)
     suz, slz, perc, q0, q1, q2 = _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl)
-    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, capillary)
+    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, capillary, floor)
 
 
 _COMPILED: dict[bool, Callable] = {}
@@ -179,5 +188,8 @@ def integrate_sequential(
         flux_hist.append(day_fluxes)
 
     states = torch.stack([torch.stack(s, dim=0) for s in zip(*state_hist)], dim=-1)
-    fluxes = {name: torch.stack(series, dim=0) for name, series in zip(FLUX_NAMES, zip(*flux_hist))}
+    names = FLUX_NAMES if capillary_rise else tuple(n for n in FLUX_NAMES if n != "capillary")
+    fluxes = {name: torch.stack(series, dim=0) for name, series in zip(names, zip(*flux_hist))}
+    if not capillary_rise:
+        fluxes["capillary"] = torch.zeros_like(fluxes["Q2"])
     return states, fluxes
