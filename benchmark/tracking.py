@@ -451,7 +451,8 @@ def _record_failure(run_id: str, exc: BaseException) -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         mlflow_client = client()
-        mlflow_client.set_tag(run_id, "error", _truncate(f"{type(exc).__name__}: {exc}", MAX_TAG_VALUE_LENGTH))
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        mlflow_client.set_tag(run_id, "error", _truncate(message, MAX_TAG_VALUE_LENGTH))
         mlflow_client.log_text(run_id, text, "error.txt")
     except Exception as log_exc:  # the original error matters more than the record of it
         log.warning("could not record the failure of MLflow run %s: %s", run_id, log_exc)
@@ -479,6 +480,16 @@ def _end_until(run_id: str, status: str) -> None:
             break
 
 
+def _check_unchanged_params(run_id: str, flat: Mapping[str, str]) -> None:
+    logged = client().get_run(run_id).data.params
+    changed = [f"{key}: {logged[key]!r} -> {value!r}" for key, value in flat.items() if key in logged and logged[key] != value]
+    if changed:
+        raise TrackingError(
+            f"cannot reopen MLflow run {run_id} with different parameters ({'; '.join(changed[:10])}); "
+            "start a new run instead"
+        )
+
+
 @contextmanager
 def run(
     experiment: str,
@@ -504,13 +515,19 @@ def run(
     nested
         Start the run as a child of the active run.
     run_id
-        Reopen this existing run instead of creating one (to resume a killed job); its
-        params must not change value.
+        Reopen this existing run instead of creating one (to resume a killed job).
+        ``params`` may repeat the values logged before but not change them.
 
     Yields
     ------
     mlflow.ActiveRun
         The active run.
+
+    Raises
+    ------
+    TrackingError
+        If ``run_id`` is given and ``params`` would change a value that run already
+        logged (checked before the run is reopened, so its record is left as it was).
 
     Notes
     -----
@@ -521,6 +538,8 @@ def run(
     mlflow = _mlflow()
     configure()
     experiment_id = ensure_experiment(experiment)
+    if run_id is not None and params:
+        _check_unchanged_params(run_id, flatten_params(params))
     active = mlflow.start_run(
         run_id=run_id,
         experiment_id=experiment_id,
