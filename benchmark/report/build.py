@@ -1,0 +1,107 @@
+"""Write the leaderboard: ``leaderboard.md`` (images in ``figures/``) and a self-contained
+``leaderboard.html``, atomically (everything is written beside the target, then renamed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.report import styles
+from benchmark.report.figures import ReportFigure, all_figures
+from benchmark.report.html import render_page
+from benchmark.report.inputs import ReportInputs
+from benchmark.report.tables import Table, all_tables, to_markdown
+
+TITLE = "hbvbench leaderboard"
+INTRO = ("Differentiable HBV models (Song et al. 2024, HESS 28:3051, doi:10.5194/hess-28-3051-2024) and baselines "
+         "on CAMELS-US, scored on the test period by hbvbench's metric code. Published rows are the paper's "
+         "671-basin values and are never part of our medians.")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where the report was written."""
+
+    markdown: Path
+    html: Path
+    figures_dir: Path
+    figures: tuple[Path, ...]
+
+
+def render_markdown(tables: list[Table], figures: list[ReportFigure], provenance: dict[str, str],
+                    notes: list[str], figures_rel: str = "figures") -> str:
+    """The markdown leaderboard; figures referenced relative to the markdown file."""
+    lines = [f"# {TITLE}", "", INTRO, "", "## Provenance", ""]
+    lines += [f"- **{k}**: `{v}`" for k, v in provenance.items()]
+    lines += ["", "## Tables", ""]
+    for table in tables:
+        lines += [to_markdown(table), ""]
+    lines += ["## Figures", ""]
+    for figure in figures:
+        lines += [f"![{figure.caption}]({figures_rel}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _replace_dir_atomic(target: Path, files: dict[str, bytes]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if target.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, trash / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def build_report(inputs: ReportInputs, out_dir: Path) -> ReportPaths:
+    """Render tables and figures and write the markdown and HTML leaderboards.
+
+    Parameters
+    ----------
+    inputs
+        From :func:`benchmark.report.inputs.collect_from_files` or ``collect_from_mlflow``.
+    out_dir
+        Folder for ``leaderboard.md``, ``leaderboard.html`` and ``figures/`` (created).
+
+    Returns
+    -------
+    ReportPaths
+        The written files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = all_tables(inputs)
+    figures, missing = all_figures(inputs)
+    notes = list(inputs.notes) + missing
+    colours = [(styles.label(m.name), styles.colour(m.name)) for m in sorted(inputs.models, key=lambda m: styles.sort_key(m.name))]
+    figures_dir = out_dir / "figures"
+    _replace_dir_atomic(figures_dir, {f"{f.name}.png": f.png for f in figures})
+    markdown = render_markdown(tables, figures, inputs.provenance, notes)
+    page = render_page(title=TITLE, intro=INTRO, tables=tables, figures=figures, provenance=inputs.provenance,
+                       colours=colours, notes=notes)
+    _write_text_atomic(out_dir / "leaderboard.md", markdown)
+    _write_text_atomic(out_dir / "leaderboard.html", page)
+    return ReportPaths(out_dir / "leaderboard.md", out_dir / "leaderboard.html", figures_dir,
+                       tuple(figures_dir / f"{f.name}.png" for f in figures))

@@ -1,0 +1,331 @@
+"""The leaderboard's figures (matplotlib, Agg, PNG), one fixed colour per model.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state, no
+display needed). Each builder returns a :class:`ReportFigure` or None when its inputs are
+absent (e.g. no model wrote learned parameters); the build then says so in the report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from benchmark.errors import DataError
+from benchmark.report import styles
+from benchmark.report.inputs import ModelResult, ReportInputs
+from benchmark.report.tables import benchmark_basins, ordered
+
+PARAMETERS_SHOWN: tuple[str, ...] = ("BETA", "FC", "K2", "LP")
+PARAMETER_SYMBOLS: dict[str, str] = {"BETA": "β", "FC": "FC", "K2": "K2", "LP": "LP"}
+DPI = 110
+
+
+@dataclass
+class ReportFigure:
+    """A rendered figure: file stem, caption and PNG bytes."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = np.sort(values[np.isfinite(values)])
+    return values, np.arange(1, values.size + 1) / values.size
+
+
+# --------------------------------------------------------------------------- Fig. 3
+
+
+def ecdf_figure(inputs: ReportInputs) -> ReportFigure | None:
+    """Empirical CDFs of NSE and KGE across basins, one line per model (the paper's Fig. 3)."""
+    basins = benchmark_basins(inputs)
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2)
+    drawn = False
+    for ax, metric in zip(axes, ("NSE", "KGE")):
+        for result in ordered(inputs.models):
+            if metric not in result.per_basin.columns:
+                continue
+            series = pd.to_numeric(result.per_basin[metric], errors="coerce")
+            x, y = _ecdf(series[series.index.isin(list(basins))].to_numpy(dtype=float))
+            if not x.size:
+                continue
+            drawn = True
+            # clip to the paper's axis range so one poor basin does not squash the plot
+            ax.step(np.clip(x, -1.0, 1.0), y, where="post", color=styles.colour(result.name), lw=1.8,
+                    label=f"{styles.label(result.name)} (n={x.size})")
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel(f"{metric} (–), values below −1 shown at −1")
+        ax.set_ylabel("Cumulative fraction of basins (–)")
+        ax.grid(alpha=0.3)
+        ax.annotate("better →", xy=(0.97, 0.05), xycoords="axes fraction", ha="right")
+    if not drawn:
+        return None
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle("Empirical CDF of test-period NSE and KGE across basins")
+    return ReportFigure("ecdf_nse_kge", "Empirical cumulative distribution of test-period NSE (left) and KGE "
+                        "(right) across basins, one line per model (layout of the paper's Fig. 3).", _png(fig))
+
+
+# --------------------------------------------------------------------------- Fig. 6
+
+
+def _load_predictions(path: Path) -> xr.Dataset:
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read predictions {path}: {exc}") from None
+    for var in ("qsim", "qobs"):
+        if var not in ds:
+            raise DataError(f"{path}: variable {var!r} missing (expected qsim and qobs over (basin, date))")
+    return ds.assign_coords(basin=[str(b.decode() if isinstance(b, bytes) else b).zfill(8) for b in ds["basin"].values])
+
+
+class PredictionCache:
+    """Open each ``predictions.nc`` once per report."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, xr.Dataset] = {}
+
+    def get(self, result: ModelResult) -> xr.Dataset | None:
+        """The predictions of a model, or None when it has none."""
+        if result.predictions is None:
+            return None
+        if result.predictions not in self._cache:
+            self._cache[result.predictions] = _load_predictions(result.predictions)
+        return self._cache[result.predictions]
+
+
+def pick_hydrograph_basins(obs: xr.DataArray, candidates: list[str], n: int = 3) -> list[str]:
+    """Three contrasting basins: lowest, median and highest mean observed flow (dry to wet)."""
+    means = {b: float(np.nanmean(obs.sel(basin=b).values)) for b in candidates
+             if np.isfinite(obs.sel(basin=b).values).any()}
+    ranked = sorted(means, key=lambda b: (means[b], b))
+    if len(ranked) <= n:
+        return ranked
+    picks = [ranked[0], ranked[len(ranked) // 2], ranked[-1]]
+    return list(dict.fromkeys(picks))
+
+
+def peak_water_year(obs: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The water year (1 Oct – 30 Sep) holding the largest observed flow, clipped to the record."""
+    start, end = obs.index.min(), obs.index.max()
+    if (end - start).days <= 366 or not obs.notna().any():
+        return start, end
+    peak = obs.idxmax()
+    wy_start = pd.Timestamp(year=peak.year if peak.month >= 10 else peak.year - 1, month=10, day=1)
+    return max(start, wy_start), min(end, wy_start + pd.DateOffset(years=1) - pd.Timedelta(days=1))
+
+
+def hydrograph_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigure | None:
+    """Observed and simulated streamflow of three basins for every model (the paper's Fig. 6)."""
+    with_pred = [(m, cache.get(m)) for m in ordered(inputs.models)]
+    with_pred = [(m, ds) for m, ds in with_pred if ds is not None]
+    if not with_pred:
+        return None
+    ours = [(m, ds) for m, ds in with_pred if m.name != "sacsma"] or with_pred
+    common = sorted(set.intersection(*(set(ds["basin"].values) for _, ds in ours)))
+    if not common:
+        return None
+    obs_all = ours[0][1]["qobs"]
+    basins = pick_hydrograph_basins(obs_all, common)
+    fig = Figure(figsize=(11, 3.0 * len(basins)))
+    axes = np.atleast_1d(fig.subplots(len(basins), 1, squeeze=False)[:, 0])
+    for ax, basin in zip(axes, basins):
+        obs = obs_all.sel(basin=basin).to_series()
+        start, end = peak_water_year(obs)
+        window = obs.loc[start:end]
+        ax.plot(window.index, window.values, color=styles.OBSERVED_COLOUR, lw=1.6, label="observed")
+        for result, ds in with_pred:
+            if basin not in ds["basin"].values:
+                continue
+            sim = ds["qsim"].sel(basin=basin).to_series().loc[start:end]
+            kge = result.per_basin["KGE"].get(basin, math.nan) if "KGE" in result.per_basin.columns else math.nan
+            kge_text = f"{kge:.2f}" if np.isfinite(kge) else "n/a"
+            ax.plot(sim.index, sim.values, color=styles.colour(result.name), lw=1.1, alpha=0.9,
+                    label=f"{styles.label(result.name)} (KGE {kge_text})")
+        ax.set_title(f"Basin {basin}: mean observed flow {np.nanmean(obs.values):.2f} mm/d; "
+                     f"{start:%Y-%m-%d} to {end:%Y-%m-%d}", fontsize=10)
+        ax.set_ylabel("Streamflow (mm/d)")
+        ax.set_xlabel("Date")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    return ReportFigure("hydrographs", "Observed and simulated daily streamflow at three basins (lowest, median and "
+                        "highest mean observed flow) in the water year with the largest observed flow of the test "
+                        "period; KGE over the whole test period in the legend (layout of the paper's Fig. 6).", _png(fig))
+
+
+# --------------------------------------------------------------------------- adjoint - sequential
+
+DIFF_METRICS: tuple[tuple[str, str], ...] = (
+    ("NSE", "Δ NSE (–)"), ("KGE", "Δ KGE (–)"), ("absFLV", "Δ |FLV| (percentage points)"),
+    ("absFHV", "Δ |FHV| (percentage points)"),
+)
+
+
+def metric_differences(adjoint: ModelResult, sequential: ModelResult, metric: str) -> pd.Series:
+    """Per-basin ``adjoint - sequential`` of one metric on the basins both scored."""
+    if metric not in adjoint.per_basin.columns or metric not in sequential.per_basin.columns:
+        return pd.Series(dtype=float)
+    a = pd.to_numeric(adjoint.per_basin[metric], errors="coerce")
+    s = pd.to_numeric(sequential.per_basin[metric], errors="coerce")
+    diff = (a - s).dropna()
+    return diff[np.isfinite(diff)].sort_index()
+
+
+def difference_figure(inputs: ReportInputs) -> ReportFigure | None:
+    """Per-basin metric differences adjoint − sequential (with and without capillary rise)."""
+    pairs = [(inputs.model(a), inputs.model(s)) for a, s in styles.ADJOINT_PAIRS]
+    pairs = [(a, s) for a, s in pairs if a is not None and s is not None]
+    if not pairs:
+        return None
+    fig = Figure(figsize=(11, 3.8))
+    axes = fig.subplots(1, len(DIFF_METRICS))
+    rng = np.random.default_rng(0)  # jitter only; fixed so the PNG is reproducible
+    for ax, (metric, ylabel) in zip(axes, DIFF_METRICS):
+        for position, (adj, seq) in enumerate(pairs):
+            diff = metric_differences(adj, seq, metric).to_numpy()
+            if not diff.size:
+                continue
+            x = position + rng.uniform(-0.15, 0.15, diff.size)
+            ax.scatter(x, diff, s=14, color=styles.colour(adj.name), alpha=0.8, zorder=3)
+            ax.hlines(np.median(diff), position - 0.3, position + 0.3, color=styles.colour(adj.name), lw=2.5, zorder=4)
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_xticks(range(len(pairs)))
+        ax.set_xticklabels([f"{styles.label(a.name)}\n− {styles.label(s.name)}" for a, s in pairs], fontsize=7)
+        ax.set_xlim(-0.6, len(pairs) - 0.4)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("Model pair (per-basin dots, median bar)")
+        better = "higher is better" if metric in ("NSE", "KGE") else "lower is better"
+        ax.set_title(f"{metric}: {better}", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return ReportFigure("adjoint_minus_sequential", "Per-basin differences of test metrics, adjoint (implicit) minus "
+                        "sequential model, with and without capillary rise; one dot per basin, bar at the median. "
+                        "Positive ΔNSE/ΔKGE and negative Δ|FLV|/Δ|FHV| favour the adjoint model.", _png(fig))
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def basin_parameter_values(ds: xr.Dataset, name: str) -> pd.Series | None:
+    """Per-basin value of a learned parameter: ``param_<NAME>`` averaged over every other
+    dimension (days of a dynamic parameter, the nmul components)."""
+    var = f"param_{name}"
+    if var not in ds:
+        return None
+    data = ds[var]
+    other = [d for d in data.dims if d != "basin"]
+    values = data.mean(dim=other, skipna=True) if other else data
+    return values.to_series()
+
+
+def parameter_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigure | None:
+    """Distributions across basins of the learned β, FC, K2 and LP, one box per model."""
+    from benchmark.models.parameters import HBV_PARAMETERS
+
+    collected: dict[str, list[tuple[ModelResult, np.ndarray]]] = {p: [] for p in PARAMETERS_SHOWN}
+    for result in ordered(inputs.models):
+        ds = cache.get(result)
+        if ds is None:
+            continue
+        for name in PARAMETERS_SHOWN:
+            values = basin_parameter_values(ds, name)
+            if values is not None and np.isfinite(values.to_numpy(dtype=float)).any():
+                v = values.to_numpy(dtype=float)
+                collected[name].append((result, v[np.isfinite(v)]))
+    if not any(collected.values()):
+        return None
+    fig = Figure(figsize=(11, 3.8))
+    axes = fig.subplots(1, len(PARAMETERS_SHOWN))
+    for ax, name in zip(axes, PARAMETERS_SHOWN):
+        spec = HBV_PARAMETERS[name]
+        entries = collected[name]
+        if entries:
+            # neutral median/flier colours: every hue belongs to a model
+            boxes = ax.boxplot([v for _, v in entries], patch_artist=True, widths=0.6,
+                               medianprops={"color": "black"}, flierprops={"markeredgecolor": "0.3"})
+            for patch, (result, _) in zip(boxes["boxes"], entries):
+                patch.set_facecolor(styles.colour(result.name))
+                patch.set_alpha(0.75)
+            ax.set_xticks(range(1, len(entries) + 1))
+            ax.set_xticklabels([styles.label(r.name) for r, _ in entries], rotation=35, ha="right", fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not written by any model", ha="center", va="center", transform=ax.transAxes)
+        ax.set_ylim(spec.lo, spec.hi)
+        unit = "–" if spec.unit == "-" else spec.unit
+        ax.set_ylabel(f"{PARAMETER_SYMBOLS[name]} ({unit})")
+        ax.set_title(f"{PARAMETER_SYMBOLS[name]}: {spec.meaning}", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return ReportFigure("parameters", "Learned HBV parameters across basins (basin value = mean over days and "
+                        "components), y-axes span the physical ranges of SPEC.md section 1.", _png(fig))
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def loss_columns(log: pd.DataFrame) -> list[str]:
+    """Numeric columns of a training log whose name mentions a loss."""
+    return [c for c in log.columns if "loss" in c.lower() and pd.api.types.is_numeric_dtype(log[c])]
+
+
+def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
+    """Per-epoch training (solid) and validation (dashed) loss per model."""
+    logs = [(m, m.train_log) for m in ordered(inputs.models) if m.train_log is not None and loss_columns(m.train_log)]
+    if not logs:
+        return None
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.subplots()
+    for result, log in logs:
+        x = log["epoch"].to_numpy() if "epoch" in log.columns else np.arange(1, len(log) + 1)
+        for column in loss_columns(log):
+            style = "--" if ("val" in column.lower() or "valid" in column.lower()) else "-"
+            ax.plot(x, log[column].to_numpy(dtype=float), style, marker="o", ms=3, color=styles.colour(result.name),
+                    label=f"{styles.label(result.name)}: {column}")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss, RMSE-combined (eq. 36) (mm/d)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Training curves")
+    return ReportFigure("training_curves", "Per-epoch loss of each trained model from "
+                        "artifacts/models/<model>/train_log.csv (solid: training, dashed: validation).", _png(fig))
+
+
+def all_figures(inputs: ReportInputs) -> tuple[list[ReportFigure], list[str]]:
+    """Build every figure; returns the figures and a note for each one that had no input."""
+    cache = PredictionCache()
+    builders = (
+        ("ECDF of NSE and KGE", lambda: ecdf_figure(inputs), "no per-basin NSE/KGE"),
+        ("hydrographs", lambda: hydrograph_figure(inputs, cache), "no predictions.nc with common basins"),
+        ("adjoint − sequential", lambda: difference_figure(inputs),
+         "needs both dhbv_adj and dhbv (or dhbv_adj_cr and dhbv_cr)"),
+        ("learned parameters", lambda: parameter_figure(inputs, cache),
+         "no param_<NAME> variables in any predictions.nc"),
+        ("training curves", lambda: training_curve_figure(inputs), "no train_log.csv with loss columns"),
+    )
+    figures, missing = [], []
+    for title, build, reason in builders:
+        figure = build()
+        if figure is None:
+            missing.append(f"Figure '{title}' not drawn: {reason}.")
+        else:
+            figures.append(figure)
+    return figures, missing

@@ -1,0 +1,467 @@
+"""The leaderboard's tables, in the layouts of Song et al. (2024) Tables 1, 2 and A2.
+
+Every number of our rows is computed here from the per-basin metric files (medians across
+basins, NaN basins skipped) or read from ``metrics.json`` (cross-basin statistics such as
+``BFI_r``); the published 671-basin rows are a separate group and never enter our medians or
+the "best value" marks.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from benchmark.report import styles
+from benchmark.report.inputs import ModelResult, ReportInputs
+
+#: Decimal places of our numbers, per metric (per-basin CSV column names).
+DECIMALS: dict[str, int] = {
+    "NSE": 3, "KGE": 3, "absFLV": 2, "FLV": 2, "absFHV": 2, "FHV": 2,
+    "lowRMSE": 3, "peakRMSE": 3, "BFI_r": 3, "ET_NSE": 3,
+}
+#: Decimal places the paper prints (published rows are shown at the paper's precision).
+PUBLISHED_DECIMALS: dict[str, int] = {
+    "NSE": 2, "KGE": 2, "absFLV": 2, "FLV": 2, "absFHV": 2, "FHV": 2,
+    "lowRMSE": 3, "peakRMSE": 2, "BFI_r": 2, "ET_NSE": 2,
+}
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "NSE": True, "KGE": True, "absFLV": False, "absFHV": False, "lowRMSE": False,
+    "peakRMSE": False, "BFI_r": True, "ET_NSE": True, "time_s": False, "memory_mb": False,
+}
+ET_NSE_COLUMNS: tuple[str, ...] = ("ET_NSE", "NSE_ET", "ETNSE", "et_nse")
+NA = "n/a"
+PUBLISHED_LABEL = "published, 671 basins (Song et al. 2024)"
+
+
+@dataclass
+class Cell:
+    """One table cell: its text, whether it is the best of its column, and the raw value."""
+
+    text: str
+    best: bool = False
+    value: float | None = None
+
+
+@dataclass
+class RowGroup:
+    """Rows shown under one heading (e.g. our runs, or the published rows)."""
+
+    heading: str
+    rows: list[list[Cell]]
+
+
+@dataclass
+class Table:
+    """A rendered-to-be table: title, column headers, row groups and footnotes."""
+
+    key: str
+    title: str
+    columns: list[str]
+    groups: list[RowGroup]
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    """Format a number with fixed decimals; NaN/None -> ``n/a``."""
+    if value is None or not np.isfinite(value):
+        return NA
+    text = f"{value:.{decimals}f}"
+    return "0." + "0" * decimals if text == "-0." + "0" * decimals else text
+
+
+def median_metric(result: ModelResult, column: str, basins: Iterable[str] | None = None) -> float:
+    """Median across basins of one per-basin metric column (NaN basins skipped).
+
+    Parameters
+    ----------
+    result
+        The model.
+    column
+        A column of ``per_basin_metrics.csv`` (``NSE``, ``absFLV``...).
+    basins
+        Restrict to these gauge ids (default: every row of the file).
+
+    Returns
+    -------
+    float
+        The median, NaN when the column is absent or has no finite value.
+    """
+    if column not in result.per_basin.columns:
+        return math.nan
+    series = pd.to_numeric(result.per_basin[column], errors="coerce")
+    if basins is not None:
+        series = series[series.index.isin(list(basins))]
+    values = series.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def scored_basins(result: ModelResult) -> set[str]:
+    """Gauge ids with a finite NSE (the basins a model was actually scored on)."""
+    if "NSE" not in result.per_basin.columns:
+        return set(result.per_basin.index)
+    nse = pd.to_numeric(result.per_basin["NSE"], errors="coerce")
+    return set(nse[np.isfinite(nse)].index)
+
+
+def benchmark_basins(inputs: ReportInputs) -> set[str]:
+    """The benchmark's basin set: every basin scored by any model except SAC-SMA.
+
+    SAC-SMA exists in CAMELS only for some basins; its row says "k of n basins" instead.
+    """
+    basins: set[str] = set()
+    for result in inputs.models:
+        if result.name != "sacsma":
+            basins |= scored_basins(result)
+    if not basins:
+        for result in inputs.models:
+            basins |= scored_basins(result)
+    return basins
+
+
+def ordered(models: Iterable[ModelResult]) -> list[ModelResult]:
+    """Models in the paper's row order."""
+    return sorted(models, key=lambda m: styles.sort_key(m.name))
+
+
+def dynamic_parameters(name: str) -> str:
+    """The dynamic parameters of a δHBV variant from the model registry ("—" for baselines)."""
+    if name in ("lstm", "sacsma"):
+        return "—"
+    try:
+        from benchmark.models.registry import get_model_spec
+
+        spec = get_model_spec(name)
+    except Exception:  # noqa: BLE001 - registry not importable / unknown name: say so in the cell
+        return NA
+    return ", ".join(spec.dynamic_parameters) or "none"
+
+
+def coverage_text(result: ModelResult, basins: set[str]) -> str:
+    """``n`` when a model covers every benchmark basin, else ``k of n basins``."""
+    k = len(scored_basins(result) & basins)
+    return str(k) if k == len(basins) else f"{k} of {len(basins)} basins"
+
+
+def mark_best(rows: list[list[Cell]], column: int, higher: bool, eligible: list[bool]) -> None:
+    """Flag the best value(s) in one column among eligible rows (ties at display precision)."""
+    candidates = [(r[column].value, r[column].text) for r, ok in zip(rows, eligible)
+                  if ok and r[column].value is not None and np.isfinite(r[column].value)]
+    if len(candidates) < 2:
+        return
+    best_value = max(v for v, _ in candidates) if higher else min(v for v, _ in candidates)
+    best_text = next(t for v, t in candidates if v == best_value)
+    for row, ok in zip(rows, eligible):
+        if ok and row[column].text == best_text:
+            row[column].best = True
+
+
+# --------------------------------------------------------------------------- Table 1
+
+STREAMFLOW_COLUMNS = [
+    "Model", "Basins", "Median NSE", "Median KGE", "Median |FLV| (FLV) (%)", "Median |FHV| (FHV) (%)",
+    "Median low-flow RMSE (mm/d)", "Median peak-flow RMSE (mm/d)", "Dynamic parameters",
+]
+
+
+def _paired(abs_value: float, signed: float, decimals: int) -> str:
+    return f"{fmt(abs_value, decimals)} ({fmt(signed, decimals)})"
+
+
+def streamflow_table(inputs: ReportInputs) -> Table:
+    """Table 1 layout: median streamflow metrics per model, best per column marked.
+
+    The best mark considers only our rows that cover every benchmark basin.
+    """
+    basins = benchmark_basins(inputs)
+    rows: list[list[Cell]] = []
+    eligible: list[bool] = []
+    for result in ordered(inputs.models):
+        on = scored_basins(result) & basins
+        med = {c: median_metric(result, c, on) for c in ("NSE", "KGE", "absFLV", "FLV", "absFHV", "FHV", "lowRMSE", "peakRMSE")}
+        rows.append([
+            Cell(styles.label(result.name)),
+            Cell(coverage_text(result, basins)),
+            Cell(fmt(med["NSE"], DECIMALS["NSE"]), value=med["NSE"]),
+            Cell(fmt(med["KGE"], DECIMALS["KGE"]), value=med["KGE"]),
+            Cell(_paired(med["absFLV"], med["FLV"], DECIMALS["absFLV"]), value=med["absFLV"]),
+            Cell(_paired(med["absFHV"], med["FHV"], DECIMALS["absFHV"]), value=med["absFHV"]),
+            Cell(fmt(med["lowRMSE"], DECIMALS["lowRMSE"]), value=med["lowRMSE"]),
+            Cell(fmt(med["peakRMSE"], DECIMALS["peakRMSE"]), value=med["peakRMSE"]),
+            Cell(dynamic_parameters(result.name)),
+        ])
+        eligible.append(len(on) == len(basins))
+    for col, metric in zip(range(2, 8), ("NSE", "KGE", "absFLV", "absFHV", "lowRMSE", "peakRMSE")):
+        mark_best(rows, col, HIGHER_IS_BETTER[metric], eligible)
+    groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, "
+                       f"{len(basins)} basins, test period", rows)]
+    published = inputs.published.get("table1")
+    if published is not None and len(published):
+        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 1", [_published_table1_row(r) for r in published.itertuples()]))
+    notes = [
+        "Medians across basins of the per-basin metrics in per_basin_metrics.csv. |FLV|/|FHV|: absolute "
+        "percent bias of the bottom 30 % / top 2 % of the flow-duration curve, signed value in parentheses; "
+        "low-/peak-flow RMSE on the same sorted segments (SPEC.md section 6).",
+        "Bold: best value of the column among our rows that cover every benchmark basin. "
+        "The published rows are the paper's 671-basin values, shown for orientation only.",
+    ]
+    partial = [r for r, ok in zip(ordered(inputs.models), eligible) if not ok]
+    for result in partial:
+        notes.append(f"{styles.label(result.name)}: scored on {coverage_text(result, basins)} only "
+                     f"(no model output for the others); not comparable, not marked best.")
+    return Table("streamflow", "Streamflow metrics (layout of Table 1)", STREAMFLOW_COLUMNS, groups, notes)
+
+
+def _published_table1_row(row: Any) -> list[Cell]:
+    d = PUBLISHED_DECIMALS
+    dyn = row.dynamic_parameters if isinstance(row.dynamic_parameters, str) and row.dynamic_parameters else "—"
+    return [
+        Cell(f"{row.paper_name} (published)"),
+        Cell("671"),
+        Cell(fmt(row.NSE, d["NSE"])),
+        Cell(fmt(row.KGE, d["KGE"])),
+        Cell(_paired(row.absFLV, row.FLV, d["absFLV"])),
+        Cell(_paired(row.absFHV, row.FHV, d["absFHV"])),
+        Cell(fmt(row.lowRMSE, d["lowRMSE"])),
+        Cell(fmt(row.peakRMSE, d["peakRMSE"])),
+        Cell(dyn),
+    ]
+
+
+# --------------------------------------------------------------------------- Table 2
+
+SIGNATURE_COLUMNS = ["Model", "Basins", "Baseflow index: spatial correlation r", "Median ET NSE", "Basins with MODIS ET"]
+
+
+def bfi_correlation(result: ModelResult) -> float:
+    """Pearson r across basins of simulated BFI with CAMELS ``baseflow_index`` (``BFI_r`` of metrics.json)."""
+    value = result.summary.get("BFI_r")
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def et_nse_column(result: ModelResult) -> str | None:
+    """The per-basin ET NSE column of a model, if it has one."""
+    return next((c for c in ET_NSE_COLUMNS if c in result.per_basin.columns), None)
+
+
+def signatures_table(inputs: ReportInputs) -> Table:
+    """Table 2 layout: BFI spatial correlation and median ET NSE (n/a where no MODIS ET)."""
+    basins = benchmark_basins(inputs)
+    rows, eligible = [], []
+    for result in ordered(inputs.models):
+        bfi = bfi_correlation(result)
+        column = et_nse_column(result)
+        et = median_metric(result, column, basins) if column else math.nan
+        n_et = 0
+        if column:
+            values = pd.to_numeric(result.per_basin[column], errors="coerce")
+            n_et = int(np.isfinite(values[values.index.isin(list(basins))]).sum())
+        rows.append([
+            Cell(styles.label(result.name)),
+            Cell(coverage_text(result, basins)),
+            Cell(fmt(bfi, DECIMALS["BFI_r"]), value=bfi),
+            Cell(fmt(et, DECIMALS["ET_NSE"]), value=et),
+            Cell(f"{n_et} of {len(basins)}"),
+        ])
+        eligible.append(len(scored_basins(result) & basins) == len(basins))
+    mark_best(rows, 2, True, eligible)
+    mark_best(rows, 3, True, eligible)
+    groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, {len(basins)} basins", rows)]
+    published = inputs.published.get("table2")
+    if published is not None and len(published):
+        pub_rows = [[Cell(f"{r.paper_name} (published)"), Cell("671"), Cell(fmt(r.BFI_r, PUBLISHED_DECIMALS["BFI_r"])),
+                     Cell(fmt(r.ET_NSE, PUBLISHED_DECIMALS["ET_NSE"])), Cell("671" if np.isfinite(r.ET_NSE) else "—")]
+                    for r in published.itertuples()]
+        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 2", pub_rows))
+    notes = [
+        "BFI per basin = ΣQ2 / ΣQ (unrouted) over the test period; r = Pearson correlation across basins with "
+        "CAMELS baseflow_index. n/a for models without flow components (LSTM, SAC-SMA).",
+        "ET NSE: simulated ET summed over each MODIS MOD16A2 8-day window vs MODIS ET, per basin, median across "
+        "basins; n/a where no MODIS ET files were given (data.modis_et_dir in params.yaml).",
+    ]
+    return Table("signatures", "Hydrological signatures (layout of Table 2)", SIGNATURE_COLUMNS, groups, notes)
+
+
+# --------------------------------------------------------------------------- Table A2
+
+COST_COLUMNS = [
+    "Model", "Numerical scheme", "Time step", "Memory per batch (MB)", "Time per batch (s)",
+    "Training wall time (s)", "Median NSE", "Median KGE", "Median low-flow RMSE (mm/d)",
+    "Median peak-flow RMSE (mm/d)",
+]
+WALL_COLUMNS: tuple[str, ...] = ("epoch_wall_s", "epoch_time_s", "wall_s", "wall_time_s", "time_s", "seconds", "duration_s")
+
+
+def training_wall_time(result: ModelResult) -> float:
+    """Sum of the per-epoch wall times in ``train_log.csv`` in seconds (NaN when not logged)."""
+    log = result.train_log
+    if log is None:
+        return math.nan
+    column = next((c for c in WALL_COLUMNS if c in log.columns), None)
+    if column is None:
+        return math.nan
+    values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=float)
+    return float(np.nansum(values)) if np.isfinite(values).any() else math.nan
+
+
+def scheme_of(name: str) -> tuple[str, str]:
+    """(numerical scheme, time step) of a model, from the registry when it knows the name."""
+    if name == "lstm":
+        return ("— (data-driven)", "1 d")
+    if name == "sacsma":
+        return ("SAC-SMA + Snow-17 (CAMELS)", "1 d")
+    try:
+        from benchmark.models.registry import get_model_spec
+
+        spec = get_model_spec(name)
+    except Exception:  # noqa: BLE001 - unknown to the registry
+        return (NA, NA)
+    scheme_names = {"sequential": "sequential (operator splitting)", "implicit": "implicit backward Euler",
+                    "euler": "explicit Euler", "rk4": "explicit RK4"}
+    scheme = scheme_names.get(spec.scheme, spec.scheme)
+    if spec.scheme == "implicit" and getattr(spec, "gradient", "") == "adjoint":
+        scheme += " + adjoint"
+    substeps = int(getattr(spec, "substeps", 1) or 1)
+    hours = 24 / substeps
+    step = "1 d" if substeps == 1 else (f"{hours:g} h")
+    return (scheme, step)
+
+
+def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, float]] | None = None) -> Table:
+    """Table A2 layout: scheme, time step, cost per batch (``hbvbench perf``) and medians.
+
+    Parameters
+    ----------
+    perf_lookup
+        ``name -> {"time_s": ..., "memory_mb": ...}`` from the perf results; default
+        :func:`perf_by_model` on ``inputs.perf``.
+    """
+    lookup = perf_lookup or (lambda name, _p=perf_by_model(inputs.perf): _p.get(name, {}))
+    basins = benchmark_basins(inputs)
+    rows, eligible = [], []
+    for result in ordered(m for m in inputs.models if m.name != "sacsma"):
+        scheme, step = scheme_of(result.name)
+        cost = lookup(result.name)
+        on = scored_basins(result) & basins
+        med = {c: median_metric(result, c, on) for c in ("NSE", "KGE", "lowRMSE", "peakRMSE")}
+        wall = training_wall_time(result)
+        rows.append([
+            Cell(styles.label(result.name)), Cell(scheme), Cell(step),
+            Cell(fmt(cost.get("memory_mb"), 0), value=cost.get("memory_mb")),
+            Cell(fmt(cost.get("time_s"), 3), value=cost.get("time_s")),
+            Cell(fmt(wall, 1), value=wall),
+            Cell(fmt(med["NSE"], 3), value=med["NSE"]), Cell(fmt(med["KGE"], 3), value=med["KGE"]),
+            Cell(fmt(med["lowRMSE"], 3), value=med["lowRMSE"]), Cell(fmt(med["peakRMSE"], 3), value=med["peakRMSE"]),
+        ])
+        eligible.append(len(on) == len(basins))
+    for col, key in ((6, "NSE"), (7, "KGE"), (8, "lowRMSE"), (9, "peakRMSE")):
+        mark_best(rows, col, HIGHER_IS_BETTER[key], eligible)
+    groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile", rows)]
+    published = inputs.published.get("tableA2")
+    if published is not None and len(published):
+        pub_rows = []
+        for r in published.itertuples():
+            note = f" — {r.note}" if isinstance(r.note, str) and r.note else ""
+            pub_rows.append([
+                Cell(f"{styles.label(r.model)} (published)"), Cell(str(r.numerical_scheme)), Cell(str(r.time_step)),
+                Cell(fmt(r.memory_MB, 0)), Cell(fmt(r.time_per_batch_s, 1) + ("*" if note else "")), Cell("—"),
+                Cell(fmt(r.NSE, 2)), Cell(fmt(r.KGE, 2)), Cell(fmt(r.lowRMSE, 3)), Cell(fmt(r.peakRMSE, 2)),
+            ])
+        groups.append(RowGroup(PUBLISHED_LABEL + ", Table A2, Nvidia V100", pub_rows))
+    notes = [perf_note(inputs.perf)]
+    if published is not None:
+        notes += [f"* {styles.label(r.model)} (published): {r.note}" for r in published.itertuples()
+                  if isinstance(r.note, str) and r.note]
+    notes.append("Training wall time: sum of the per-epoch times in artifacts/models/<model>/train_log.csv.")
+    return Table("cost", "Computational cost (layout of Table A2)", COST_COLUMNS, groups, notes)
+
+
+def perf_by_model(perf: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Map model name -> {time_s, memory_mb} from ``hbvbench perf`` JSON results (later files win).
+
+    Accepts result records under ``results`` (or ``rows``) with a model name (``model``) and
+    time/memory fields in seconds / MB (``step_time_s``, ``time_per_batch_s``, ``time_s``;
+    ``peak_memory_mb``, ``memory_mb``, ``peak_mem_mb``).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for document in perf:
+        records = document.get("results") or document.get("rows") or []
+        for record in records if isinstance(records, list) else []:
+            if not isinstance(record, dict) or "model" not in record:
+                continue
+            time_s = _first_number(record, ("time_per_batch_s", "step_time_s", "time_s", "mean_step_s"))
+            memory = _first_number(record, ("peak_memory_mb", "memory_mb", "peak_mem_mb", "memory_MB"))
+            out[str(record["model"])] = {"time_s": time_s, "memory_mb": memory}
+    return out
+
+
+def perf_note(perf: list[dict[str, Any]]) -> str:
+    """A footnote saying where the cost numbers come from."""
+    if not perf:
+        return "Cost per batch: n/a — no `hbvbench perf` result in reports/perf/ (run `hbvbench perf`)."
+    latest = perf[-1]
+    keys = ("device", "batch_basins", "B", "T", "days", "nmul", "dtype")
+    setting = ", ".join(f"{k}={latest[k]}" for k in keys if k in latest)
+    return f"Cost per batch: one training step (forward + backward) from `hbvbench perf` ({latest.get('_file', '')}" + (
+        f"; {setting}" if setting else "") + ")."
+
+
+def _first_number(record: dict[str, Any], keys: tuple[str, ...]) -> float:
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return math.nan
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def to_markdown(table: Table) -> str:
+    """Render as GitHub markdown: one pipe table per row group, best values in bold."""
+    lines = [f"### {table.title}", ""]
+    for group in table.groups:
+        lines += [f"*{group.heading}*", "", "| " + " | ".join(table.columns) + " |",
+                  "|" + "|".join("---" for _ in table.columns) + "|"]
+        for row in group.rows:
+            cells = [(f"**{c.text}**" if c.best else c.text).replace("|", "\\|") for c in row]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"- {note}" for note in table.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_html(table: Table) -> str:
+    """Render as an HTML ``<table>`` with a header row per row group, best values in ``<strong>``."""
+    esc = html_lib.escape
+    parts = [f'<section class="table" id="table-{esc(table.key)}">', f"<h3>{esc(table.title)}</h3>", "<table>", "<thead><tr>"]
+    parts += [f"<th>{esc(c)}</th>" for c in table.columns]
+    parts.append("</tr></thead>")
+    for index, group in enumerate(table.groups):
+        css = "published" if index else "ours"
+        parts.append(f'<tbody class="{css}"><tr class="group"><th colspan="{len(table.columns)}">{esc(group.heading)}</th></tr>')
+        for row in group.rows:
+            cells = [f"<td class=\"best\"><strong>{esc(c.text)}</strong></td>" if c.best else f"<td>{esc(c.text)}</td>" for c in row]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody>")
+    parts.append("</table>")
+    if table.notes:
+        parts.append("<ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in table.notes) + "</ul>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def all_tables(inputs: ReportInputs) -> list[Table]:
+    """The three tables of the leaderboard, in page order."""
+    return [streamflow_table(inputs), signatures_table(inputs), cost_table(inputs)]

@@ -1,0 +1,314 @@
+"""The leaderboard report: tables from the metric files, figures, offline HTML in a real browser.
+
+Inputs are produced by the project's real code paths, never invented: the ``ci`` profile's
+four basins are read from the embedded CAMELS files (``prepare.build_dataset``), simulated by
+``benchmark.models.simulate`` with the fast schemes (sequential with and without capillary
+rise, explicit Euler 1 d) at the mid-range parameters of SPEC.md section 7, and scored by
+``benchmark.evaluation``; SAC-SMA is the real CAMELS file of basin 01031500. The
+adjoint-minus-sequential numbers are checked on the authors' own reference series.
+
+The browser test needs Debian's ``chromium`` (``.ci/run`` installs it); without it the test
+fails unless ``HBVBENCH_ALLOW_NO_BROWSER=1`` (then it is skipped). The screenshot is saved to
+``$HBVBENCH_TEST_ARTIFACTS`` (default ``reports/screenshots/``).
+"""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from benchmark import evaluation
+from benchmark.cli import main as cli_main
+from benchmark.errors import DataError
+from benchmark.report import styles
+from benchmark.report.inputs import ModelResult, collect_from_files
+
+CI_BASINS = ["01022500", "01031500", "01047000", "02053200"]
+TEST_START, TEST_END, WARMUP_START = "1995-10-01", "2000-09-30", "1994-10-01"
+SIMULATED = ("dhbv", "dhbv_cr", "dhbv_euler1d")
+ROUTING = (1.45, 3.25)  # SPEC.md section 7 reference routing
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _camels_dataset(camels_dir: Path) -> xr.Dataset:
+    from benchmark.data import camels, prepare
+
+    attrs = camels.read_attributes(camels_dir)
+    raw = [prepare.read_basin(camels_dir, b, "daymet", float(attrs.loc[b, "area_gages2"]), None) for b in CI_BASINS]
+    ds, _ = prepare.build_dataset(raw, attrs, product="daymet", source_dir=str(camels_dir), with_modis=False)
+    return ds.assign_coords(basin=[str(b) for b in ds["basin"].values])
+
+
+def _simulated_predictions(ds: xr.Dataset, model: str) -> xr.Dataset:
+    from benchmark.models.parameters import HBV_PARAMETERS
+    from benchmark.models.registry import get_model_spec
+    from benchmark.models.simulate import simulate
+
+    spec = get_model_spec(model)
+    period = ds.sel(date=slice(WARMUP_START, TEST_END))
+    forcing = torch.tensor(np.stack([period[v].values.T for v in ("prcp", "tmean", "pet")], -1), dtype=torch.float32)
+    params = {p: torch.full((len(CI_BASINS),), HBV_PARAMETERS[p].mid) for p in spec.parameter_names}
+    with torch.no_grad():
+        out = simulate(forcing, params, routing=ROUTING, **spec.simulate_options())
+    keep = pd.DatetimeIndex(period["date"].values) >= pd.Timestamp(TEST_START)
+    dates = period["date"].values[keep]
+    series = {"qsim": out["Q"], "Q_unrouted": out["Q_unrouted"], "Q2": out["Q2"], "ET": out["ET"]}
+    data = {k: (("basin", "date"), v.numpy()[keep].T) for k, v in series.items()}
+    data["qobs"] = (("basin", "date"), period["qobs"].values[:, keep])
+    for name in ("BETA", "FC", "K2", "LP"):
+        data[f"param_{name}"] = (("basin",), params[name].numpy())
+    return xr.Dataset(data, coords={"basin": CI_BASINS, "date": dates}, attrs={"model": model})
+
+
+def _sacsma_predictions(ds: xr.Dataset, camels_dir: Path) -> xr.Dataset:
+    from benchmark.data.sacsma import read_sacsma_output, sacsma_paths
+
+    path = sacsma_paths(camels_dir, "01031500")[0]
+    sac = read_sacsma_output(path).loc[TEST_START:TEST_END]
+    obs = ds["qobs"].sel(basin="01031500", date=sac.index)
+    return xr.Dataset({"qsim": (("basin", "date"), sac["MOD_RUN"].to_numpy()[None, :]),
+                       "qobs": (("basin", "date"), obs.values[None, :])},
+                      coords={"basin": ["01031500"], "date": sac.index.values}, attrs={"model": "sacsma"})
+
+
+def _write_model(folder: Path, pred: xr.Dataset, ds: xr.Dataset) -> None:
+    per_basin, summary = evaluation.score_predictions(pred, ds)
+    folder.mkdir(parents=True, exist_ok=True)
+    pred.to_netcdf(folder / "predictions.nc")
+    evaluation.write_metrics(folder, per_basin, summary)
+
+
+@pytest.fixture(scope="module")
+def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_root: Path) -> dict[str, Path]:
+    """Evaluated ci-basin models and the SAC-SMA baseline, and the report rendered from them."""
+    root = tmp_path_factory.mktemp("report")
+    ds = _camels_dataset(camels_dir)
+    for model in SIMULATED:
+        _write_model(root / "eval" / model, _simulated_predictions(ds, model), ds)
+    _write_model(root / "baselines" / "sacsma", _sacsma_predictions(ds, camels_dir), ds)
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["profile"] = "ci"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    out = root / "out"
+    code = cli_main(["--params", str(root / "params.yaml"), "report", "--eval-dir", str(root / "eval"),
+                     "--baselines-dir", str(root / "baselines"), "--models-dir", str(root / "models"),
+                     "--perf-dir", str(root / "perf"), "--out", str(out)])
+    assert code == 0
+    return {"root": root, "out": out, "md": out / "leaderboard.md", "html": out / "leaderboard.html"}
+
+
+# --------------------------------------------------------------------------- HTML helpers
+
+
+class _Rows(html.parser.HTMLParser):
+    """Table rows of an HTML page as lists of cell texts, with the <tbody> class they sit in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, list[str], list[bool]]] = []
+        self.images: list[str] = []
+        self._body, self._cells, self._bold, self._in_cell = "", [], [], False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tbody":
+            self._body = a.get("class") or ""
+        elif tag == "tr":
+            self._cells, self._bold = [], []
+        elif tag in ("td", "th"):
+            self._in_cell = True
+            self._cells.append("")
+            self._bold.append(a.get("class") == "best")
+        elif tag == "img":
+            self.images.append(a.get("src") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._in_cell = False
+        elif tag == "tr":
+            self.rows.append((self._body, self._cells, self._bold))
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self._cells[-1] += data
+
+
+def _html_rows(path: Path) -> _Rows:
+    parser = _Rows()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def _md_row(md: str, label: str) -> list[str]:
+    lines = [line for line in md.splitlines() if line.startswith(f"| {label} |") or line.startswith(f"| **{label}** |")]
+    assert lines, f"no markdown row for {label}"
+    return [c.strip().strip("*") for c in lines[0].strip("|").split("|")]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_a_table_cell_is_the_median_of_the_per_basin_file_in_markdown_and_html(ci_case):
+    per_basin = pd.read_csv(ci_case["root"] / "eval" / "dhbv" / "per_basin_metrics.csv", dtype={"basin": str},
+                            na_values=["n/a"])
+    expected_nse = f"{np.nanmedian(per_basin['NSE'].to_numpy(float)):.3f}"
+    expected_flv = f"{np.nanmedian(per_basin['absFLV']):.2f} ({np.nanmedian(per_basin['FLV']):.2f})"
+    # the DVC metrics file agrees with the per-basin file
+    summary = json.loads((ci_case["root"] / "eval" / "dhbv" / "metrics.json").read_text())
+    assert f"{summary['NSE_median']:.3f}" == expected_nse
+
+    md_cells = _md_row(ci_case["md"].read_text(encoding="utf-8"), styles.label("dhbv"))
+    assert md_cells[2] == expected_nse and md_cells[4] == expected_flv
+    html_rows = [r for r in _html_rows(ci_case["html"]).rows if r[0] == "ours" and r[1][0] == styles.label("dhbv")]
+    assert html_rows[0][1][2] == expected_nse and html_rows[0][1][4] == expected_flv
+
+
+def test_best_values_are_marked_only_among_our_full_coverage_rows(ci_case):
+    rows = _html_rows(ci_case["html"]).rows
+    streamflow = [r for r in rows if len(r[1]) == 9]  # the Table 1 layout has 9 columns
+    ours = [r for r in streamflow if r[0] == "ours" and r[1][0] != "Model" and "basins" not in r[1][0]]
+    published = [r for r in streamflow if r[0] == "published" and "(published)" in r[1][0]]
+    assert len(published) == 6 and not any(any(r[2]) for r in published)
+    nse = {r[1][0]: float(r[1][2]) for r in ours if r[1][1] == "4"}
+    best_rows = [r[1][0] for r in ours if r[2][2]]
+    assert best_rows == [max(nse, key=nse.get)]
+
+
+def test_published_rows_are_labelled_and_not_mixed_into_our_medians(ci_case):
+    md = ci_case["md"].read_text(encoding="utf-8")
+    assert "*published, 671 basins (Song et al. 2024), Table 1*" in md
+    assert _md_row(md, "δHBV.adj (published)")[2:8] == ["0.72", "0.75", "43.29 (37.61)", "13.25 (-4.33)", "0.048", "2.47"]
+    # our δHBV row is computed from our files only: 4 basins, not 671
+    assert _md_row(md, "δHBV")[1] == "4"
+
+
+def test_sacsma_row_says_how_many_basins_it_covers(ci_case):
+    md = ci_case["md"].read_text(encoding="utf-8")
+    row = _md_row(md, "SAC-SMA")
+    assert row[1] == "1 of 4 basins"
+    sac = pd.read_csv(ci_case["root"] / "baselines" / "sacsma" / "per_basin_metrics.csv", dtype={"basin": str})
+    assert row[2] == f"{sac.set_index('basin').loc['01031500', 'NSE']:.3f}"
+    assert "not comparable, not marked best" in md
+
+
+def test_signature_table_reports_na_without_modis_and_bfi_r_from_metrics_json(ci_case):
+    summary = json.loads((ci_case["root"] / "eval" / "dhbv_cr" / "metrics.json").read_text())
+    row = _md_row(ci_case["md"].read_text(encoding="utf-8").split("### Hydrological signatures")[1], "δHBV improved")
+    assert row[2] == f"{summary['BFI_r']:.3f}"
+    assert row[3] == "n/a" and row[4] == "0 of 4"
+
+
+def test_provenance_names_commit_profile_and_date(ci_case, repo_root):
+    md = ci_case["md"].read_text(encoding="utf-8")
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True).stdout.strip()
+    assert f"- **git commit**: `{head}" in md
+    assert "- **profile**: `ci`" in md and "- **date (UTC)**:" in md and "- **DVC data hash**:" in md
+
+
+def test_markdown_images_sit_beside_it_and_html_embeds_them(ci_case):
+    md = ci_case["md"].read_text(encoding="utf-8")
+    names = sorted(p.name for p in (ci_case["out"] / "figures").glob("*.png"))
+    assert names == ["adjoint_minus_sequential.png", "ecdf_nse_kge.png", "hydrographs.png", "parameters.png"][1:] or \
+        {"ecdf_nse_kge.png", "hydrographs.png", "parameters.png"} <= set(names)
+    for name in names:
+        assert f"](figures/{name})" in md
+    images = _html_rows(ci_case["html"]).images
+    assert len(images) == len(names) and all(src.startswith("data:image/png;base64,") for src in images)
+    text = ci_case["html"].read_text(encoding="utf-8")
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+
+
+# --------------------------------------------------------------------------- figures / inputs
+
+
+def test_adjoint_minus_sequential_uses_the_per_basin_metrics(reference_dir: Path):
+    """Authors' reference series of basin 01022500: implicit (tight) minus sequential NSE,
+    against the authors' metric values (metrics_reference.csv scores from 1981-10-01, after a
+    warm-up year; see tests/test_metrics.py)."""
+    from benchmark.report.figures import metric_differences
+
+    def read(file: str, column: str) -> pd.Series:
+        return pd.read_csv(reference_dir / file, index_col="date").loc["1981-10-01":, column]
+
+    forcing = read("forcing_01022500.csv", "qobs").to_frame()
+    seq = read("seq_hbv.csv", "Q_routed")
+    imp = read("imp_hbv.csv", "Q_routed_tight")
+    results = {}
+    for name, sim in (("dhbv", seq), ("dhbv_adj", imp)):
+        from benchmark import metrics
+
+        row = metrics.basin_metrics(sim.to_numpy(), forcing["qobs"].to_numpy())
+        results[name] = ModelResult(name, pd.DataFrame([row], index=pd.Index(["01022500"], name="basin")), {})
+    reference = pd.read_csv(reference_dir / "metrics_reference.csv", index_col="series")
+    expected = reference.loc["imp_hbv:Q_routed_tight", "NSE"] - reference.loc["seq_hbv:Q_routed", "NSE"]
+    diff = metric_differences(results["dhbv_adj"], results["dhbv"], "NSE")
+    assert list(diff.index) == ["01022500"]
+    assert diff.iloc[0] == pytest.approx(expected, abs=2e-6)
+
+
+def test_every_known_model_has_its_own_fixed_colour():
+    colours = [styles.colour(name) for name in styles.LABELS]
+    assert len(set(colours)) == len(colours)
+    assert styles.colour("some_new_model") == styles.colour("some_new_model")
+
+
+def test_no_evaluated_model_is_a_clear_error(tmp_path, capsys):
+    code = cli_main(["report", "--eval-dir", str(tmp_path / "eval"), "--baselines-dir", str(tmp_path / "b"),
+                     "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no evaluated model found" in err and str(tmp_path / "eval") in err
+    assert not (tmp_path / "out" / "leaderboard.html").exists()
+
+
+def test_half_written_model_folder_names_the_missing_file(tmp_path):
+    (tmp_path / "eval" / "dhbv").mkdir(parents=True)
+    (tmp_path / "eval" / "dhbv" / "metrics.json").write_text("{}")
+    with pytest.raises(DataError, match=r"dhbv is incomplete: per_basin_metrics.csv is missing"):
+        collect_from_files(root=tmp_path, eval_dir=tmp_path / "eval", lookup_run_ids=False)
+
+
+# --------------------------------------------------------------------------- browser
+
+
+def _artifact_dir(repo_root: Path) -> Path:
+    folder = Path(os.environ.get("HBVBENCH_TEST_ARTIFACTS", repo_root / "reports" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_leaderboard_html_loads_offline_in_headless_chromium(ci_case, repo_root, tmp_path):
+    from benchmark.report.browser import find_chromium, inspect_page
+
+    if find_chromium() is None:
+        if os.environ.get("HBVBENCH_ALLOW_NO_BROWSER") == "1":
+            pytest.skip("no Chromium and HBVBENCH_ALLOW_NO_BROWSER=1")
+        pytest.fail("headless Chromium is required for the report test: install Debian's `chromium` "
+                    "(apt-get install chromium; .ci/run does) or set HBVBENCH_ALLOW_NO_BROWSER=1 to skip")
+    page = inspect_page(ci_case["html"])
+    shot = tmp_path / "leaderboard.png"
+    shot.write_bytes(page.screenshot)
+    shutil.copy(shot, _artifact_dir(repo_root) / "leaderboard.png")
+
+    assert page.title == "hbvbench leaderboard"
+    assert page.console_errors == []
+    assert [u for u in page.requests if u != page.url and not u.startswith("data:")] == []
+    assert page.failed_requests == []
+    n_png = len(list((ci_case["out"] / "figures").glob("*.png")))
+    assert len(page.images) == n_png >= 3
+    assert all(img["complete"] and img["naturalWidth"] > 0 for img in page.images), page.images
+    assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 10_000
