@@ -127,6 +127,8 @@ class DifferentiableHBV(nn.Module):
         Network sizes (see :class:`ParameterizationLSTM`).
     solver_options
         Passed to ``simulate`` (e.g. Newton tolerance and iteration cap).
+    dynamic_parameters
+        Override of ``spec.dynamic_parameters`` (e.g. from tuning); None keeps the spec's.
     """
 
     def __init__(
@@ -138,10 +140,12 @@ class DifferentiableHBV(nn.Module):
         nmul: int,
         dropout: float = 0.5,
         solver_options: dict[str, Any] | None = None,
+        dynamic_parameters: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.layout = ParameterLayout(tuple(spec.parameter_names), tuple(spec.dynamic_parameters), nmul)
+        dynamic = tuple(spec.dynamic_parameters) if dynamic_parameters is None else tuple(dynamic_parameters)
+        self.layout = ParameterLayout(tuple(spec.parameter_names), dynamic, nmul)
         self.network = ParameterizationLSTM(n_inputs, hidden_size, self.layout.n_outputs, dropout)
         self.solver_options = dict(solver_options or {})
 

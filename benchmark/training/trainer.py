@@ -96,12 +96,19 @@ def select_basins(ds: xr.Dataset, profile: ProfileConfig) -> xr.Dataset:
 
 def solver_options(params: Params) -> dict[str, Any]:
     """Options passed to ``simulate`` for the implicit solver."""
-    return {"tol": params.train.newton_tol, "max_iter": params.train.newton_max_iter}
+    options: dict[str, Any] = {"max_iter": params.train.newton_max_iter, "compile": params.train.compile}
+    if params.train.newton_tol is not None:
+        options["tol"] = params.train.newton_tol
+    return options
 
 
 def build_model(spec: Any, params: Params, n_inputs: int) -> DifferentiableHBV:
     """The network + HBV variant sized by the active profile."""
     profile = params.active
+    if params.train.dynamic_parameters is not None:  # tuning / --hyperparams override (benchmark.tuning)
+        import dataclasses
+
+        spec = dataclasses.replace(spec, dynamic_parameters=tuple(params.train.dynamic_parameters))
     return DifferentiableHBV(
         spec,
         n_inputs=n_inputs,
@@ -109,7 +116,14 @@ def build_model(spec: Any, params: Params, n_inputs: int) -> DifferentiableHBV:
         nmul=profile.nmul,
         dropout=params.train.dropout,
         solver_options=solver_options(params),
+        dynamic_parameters=dynamic_parameters(params, spec),
     )
+
+
+def dynamic_parameters(params: Params, spec: Any) -> tuple[str, ...]:
+    """``train.dynamic_parameters`` when set, else the model's own (registry)."""
+    override = getattr(params.train, "dynamic_parameters", None)
+    return tuple(spec.dynamic_parameters) if override is None else tuple(override)
 
 
 @dataclass
@@ -186,12 +200,15 @@ class TrainState:
     mlflow_run_id: str | None = None
 
 
-def setup_fingerprint(params: Params, model: str, seed: int, basins: tuple[str, ...], n_iterations: int) -> dict[str, Any]:
+def setup_fingerprint(
+    params: Params, spec: Any, seed: int, basins: tuple[str, ...], n_iterations: int
+) -> dict[str, Any]:
     """Everything a resumed run must share with the run it continues (epochs excluded)."""
     profile = params.active
     train = params.train
     return {
-        "model": model,
+        "model": spec.name,
+        "dynamic_parameters": list(dynamic_parameters(params, spec)),
         "seed": seed,
         "profile": params.profile,
         "basins": list(basins),
@@ -461,7 +478,7 @@ def train_model(
     n_iterations = profile.iterations_per_epoch or iterations_per_epoch(
         profile.batch_basins, profile.window_days, len(data.basins), n_days
     )
-    fingerprint = setup_fingerprint(params, model_name, seed, data.basins, n_iterations)
+    fingerprint = setup_fingerprint(params, spec, seed, data.basins, n_iterations)
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)

@@ -1,0 +1,148 @@
+"""Training and evaluation end to end on the ``ci`` profile (4 real basins) with the fast dHBV.
+
+Specifications: same seed -> identical weights and metrics; a training killed mid-epoch
+(SIGKILL) and resumed with ``--resume`` ends exactly where an uninterrupted run ends; a
+non-finite loss stops with a TrainingError naming the epoch and the basins, and the MLflow
+run ends FAILED with the error; the evaluation writes predictions over the test period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from mlflow.tracking import MlflowClient
+
+from benchmark.cli import main as cli_main
+from benchmark.errors import TrainingError
+from benchmark.training.evaluate import evaluate_model
+from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params, write_params  # noqa: F401 - fixtures
+
+MODEL = "dhbv"
+EPOCHS = 2
+
+
+def _assert_same_weights(dir_a: Path, dir_b: Path) -> None:
+    a = load_checkpoint(dir_a / CHECKPOINT_NAME)["model_state"]
+    b = load_checkpoint(dir_b / CHECKPOINT_NAME)["model_state"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, ci_data_dir, ci_dataset, mlflow_tracking_uri):
+    """One uninterrupted ci training + evaluation of dhbv, tracked in the session store."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    params = ci_params(folder, ci_data_dir, experiment="training-uninterrupted")
+    result = train_model(params, MODEL, epochs=EPOCHS, dataset=ci_dataset)
+    per_basin, summary = evaluate_model(params, MODEL, dataset=ci_dataset)
+    return folder, params, result, per_basin, summary
+
+
+def test_training_writes_checkpoint_log_and_tracked_run(uninterrupted, mlflow_tracking_uri):
+    folder, params, result, per_basin, summary = uninterrupted
+    model_dir = folder / "models" / MODEL
+    assert {p.name for p in model_dir.iterdir()} >= {"checkpoint.pt", "normalization.json", "train_log.csv"}
+    log = pd.read_csv(model_dir / "train_log.csv")
+    assert log["epoch"].tolist() == [1, 2] and log["train_loss"].notna().all()
+    assert load_checkpoint(model_dir / CHECKPOINT_NAME)["epoch"] == EPOCHS
+
+    pred = xr.open_dataset(folder / "eval" / MODEL / "predictions.nc")
+    profile = params.active
+    assert str(pred["date"].values[0])[:10] == str(profile.test.start)
+    assert str(pred["date"].values[-1])[:10] == str(profile.test.end)
+    assert {"qsim", "qobs", "Q_unrouted", "Q2", "ET", "param_BETA", "param_FC", "route_a"} <= set(pred.data_vars)
+    assert pred["qsim"].notnull().all()
+    metrics = json.loads((folder / "eval" / MODEL / "metrics.json").read_text())
+    assert metrics["NSE_median"] == pytest.approx(summary["NSE_median"])
+    assert summary["n_basins"] == 4
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model"] == MODEL and run.data.tags["scheme"] == "sequential"
+    assert run.data.tags["profile"] == "ci"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert "test.NSE_median" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"per_basin_metrics.csv", "predictions.nc", "hydrographs.png", "metric_cdf.png"} <= artifacts
+
+
+def test_same_seed_gives_identical_weights_and_metrics(uninterrupted, tmp_path, ci_data_dir, ci_dataset):
+    _, _, first, per_basin, _ = uninterrupted
+    params = ci_params(tmp_path, ci_data_dir, experiment="training-determinism")
+    second = train_model(params, MODEL, epochs=EPOCHS, dataset=ci_dataset, track=False)
+    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in first.history]
+    _assert_same_weights(first.model_dir, second.model_dir)
+    again, _ = evaluate_model(params, MODEL, dataset=ci_dataset, track=False)
+    pd.testing.assert_frame_equal(again, per_basin)
+
+
+def _hbvbench(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from benchmark.cli import main; sys.exit(main())", *args]
+
+
+def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_data_dir, ci_dataset):
+    _, _, reference, reference_per_basin, _ = uninterrupted
+    params_path = write_params(tmp_path, ci_data_dir, experiment="training-resume")
+    model_dir = tmp_path / "models" / MODEL
+    train_log = model_dir / "train_log.csv"
+    command = _hbvbench("--params", str(params_path), "train", "--model", MODEL, "--epochs", str(EPOCHS))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (train_log.exists() and len(train_log.read_text().splitlines()) >= 2):
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # mid-way through epoch 2
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert load_checkpoint(model_dir / CHECKPOINT_NAME)["epoch"] == 1
+
+    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed = load_checkpoint(model_dir / CHECKPOINT_NAME)
+    assert resumed["epoch"] == EPOCHS
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference.history]
+    _assert_same_weights(reference.model_dir, model_dir)
+    from benchmark.config import load_params
+
+    per_basin, _ = evaluate_model(load_params(params_path), MODEL, dataset=ci_dataset, track=False)
+    pd.testing.assert_frame_equal(per_basin, reference_per_basin)
+
+
+def test_non_finite_loss_names_epoch_and_basins_and_fails_the_run(tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
+    # An infinite learning rate turns the weights non-finite after the first update.
+    params = ci_params(tmp_path, ci_data_dir, experiment="training-nan", learning_rate=float("inf"))
+    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, batch 2/3; basins \['0") as err:
+        train_model(params, MODEL, epochs=1, dataset=ci_dataset)
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("training-nan")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert "non-finite loss" in run.data.tags["error"]
+    assert str(err.value) in run.data.tags["error"]
+
+
+def test_cli_rejects_an_unknown_model_with_a_message(tmp_path, ci_data_dir, capsys):
+    params_path = write_params(tmp_path, ci_data_dir)
+    assert cli_main(["--params", str(params_path), "train", "--model", "no_such_model"]) == 2
+    assert "no_such_model" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, ci_data_dir, capsys):
+    params_path = write_params(tmp_path, ci_data_dir)
+    assert cli_main(["--params", str(params_path), "train", "--model", MODEL, "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
