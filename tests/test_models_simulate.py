@@ -13,6 +13,7 @@ from tests.models_reference import ROUTING, forcing, mid_params
 
 N_DAYS, N_BASINS, NMUL = 90, 3, 4
 FAST_SCHEMES = [("sequential", 1), ("euler", 6), ("rk4", 1)]
+ALL_SCHEMES = FAST_SCHEMES + [("implicit", 1)]
 
 
 def real_forcing(dtype=torch.float64) -> torch.Tensor:
@@ -26,7 +27,7 @@ def random_params(shape, seed=0, dtype=torch.float64) -> dict[str, torch.Tensor]
     return {name: spec.scale(torch.rand(shape, generator=g, dtype=dtype)) for name, spec in HBV_PARAMETERS.items()}
 
 
-@pytest.mark.parametrize(("scheme", "substeps"), FAST_SCHEMES)
+@pytest.mark.parametrize(("scheme", "substeps"), ALL_SCHEMES)
 def test_output_shapes_for_several_components(scheme, substeps):
     params = random_params((N_BASINS, NMUL))
     params["BETA"] = random_params((N_DAYS, N_BASINS, NMUL), seed=1)["BETA"]  # dynamic
@@ -41,7 +42,7 @@ def test_output_shapes_for_several_components(scheme, substeps):
     assert isinstance(out["stats"], dict)
 
 
-@pytest.mark.parametrize(("scheme", "substeps"), FAST_SCHEMES)
+@pytest.mark.parametrize(("scheme", "substeps"), ALL_SCHEMES)
 def test_components_are_averaged_before_routing(scheme, substeps):
     f = real_forcing()
     params = random_params((N_BASINS, NMUL))
@@ -88,14 +89,14 @@ def test_initial_state_layouts():
     assert not torch.equal(empty["states"], full["states"])
 
 
-@pytest.mark.parametrize(("scheme", "substeps"), FAST_SCHEMES)
+@pytest.mark.parametrize(("scheme", "substeps"), ALL_SCHEMES)
 def test_gradients_reach_every_used_parameter_and_routing(scheme, substeps):
     f = real_forcing(torch.float32)
     u = {n: torch.full((N_BASINS, NMUL), 0.5, requires_grad=True) for n in HBV_PARAMETERS if n != "NDC"}
     ra = torch.full((N_BASINS,), 0.5, requires_grad=True)
     rb = torch.full((N_BASINS,), 0.5, requires_grad=True)
     params = {n: HBV_PARAMETERS[n].scale(v) for n, v in u.items()}
-    s0 = torch.tensor([50.0, 2.0, 300.0, 60.0, 40.0])
+    s0 = torch.tensor([50.0, 2.0, 300.0, 150.0, 40.0])  # SUZ above UZL so that K0 matters
     out = simulate(f, params, scheme=scheme, substeps=substeps, nmul=NMUL, capillary_rise=True,
                    routing=(ra * 2.9, rb * 6.5), initial_state=s0.expand(N_BASINS, 5))
     out["Q"].sum().backward()
@@ -182,8 +183,8 @@ def test_unknown_model_name_lists_the_known_ones():
         get_model_spec("hbv_adj")
 
 
-@pytest.mark.parametrize("name", ["dhbv", "dhbv_cr", "dhbv_euler4h", "dhbv_rk4"])
-def test_every_explicit_registry_variant_runs_through_simulate(name):
+@pytest.mark.parametrize("name", ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", "dhbv_euler4h", "dhbv_rk4"])
+def test_registry_variants_run_through_simulate(name):
     spec = get_model_spec(name)
     f = real_forcing()
     params = {n: v for n, v in random_params((N_DAYS, N_BASINS)).items() if n in spec.dynamic_parameters}
