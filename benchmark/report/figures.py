@@ -212,10 +212,11 @@ def difference_figure(inputs: ReportInputs) -> ReportFigure | None:
         ax.set_xticklabels([f"{styles.label(a.name)}\n− {styles.label(s.name)}" for a, s in pairs], fontsize=7)
         ax.set_xlim(-0.6, len(pairs) - 0.4)
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("Model pair (per-basin dots, median bar)")
         better = "higher is better" if metric in ("NSE", "KGE") else "lower is better"
-        ax.set_title(f"{metric}: {better}", fontsize=9)
+        shown = {"absFLV": "|FLV|", "absFHV": "|FHV|"}.get(metric, metric)
+        ax.set_title(f"{shown}: {better}", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
+    fig.supxlabel("Model pair, adjoint − sequential (dots: basins; bar: median)", fontsize=9)
     fig.tight_layout()
     return ReportFigure("adjoint_minus_sequential", "Per-basin differences of test metrics, adjoint (implicit) minus "
                         "sequential model, with and without capillary rise; one dot per basin, bar at the median. "
