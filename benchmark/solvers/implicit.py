@@ -350,18 +350,24 @@ def _solve_transposed(j: _Jac, r: tuple[torch.Tensor, ...], capillary_rise: bool
 # Newton's method, day by day.
 
 
-def _newton_iteration(S: torch.Tensor, S_prev: torch.Tensor, active: torch.Tensor, iters: torch.Tensor,
-                      c: _Constants, tol: float, rtol: float, capillary_rise: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One masked Newton update on storage-first tensors ``[5, *batch]``.
+def _newton_iteration(S: torch.Tensor, S_prev: torch.Tensor, S_acc: torch.Tensor, r_acc: torch.Tensor,
+                      active: torch.Tensor, iters: torch.Tensor, c: _Constants, tol: float, rtol: float,
+                      capillary_rise: bool) -> tuple[torch.Tensor, ...]:
+    """One masked, safeguarded Newton iteration on storage-first tensors ``[5, *batch]``.
 
-    Evaluates G at ``S``, freezes the systems that meet the tolerance (``active`` becomes
-    False and stays False), and applies the Newton step to the others.
+    Evaluates G at ``S`` and freezes the systems that meet the tolerance (``active`` becomes
+    False and stays False). For the others: if the max-norm residual decreased relative to
+    the last accepted iterate ``S_acc`` (residual ``r_acc``), ``S`` is accepted and the Newton
+    step is taken from it; otherwise ``S`` is rejected and the next iterate is the midpoint of
+    ``S_acc`` and ``S`` (backtracking along the last Newton direction). The kinks of f can
+    make plain Newton cycle between two points (e.g. soil moisture jumping across FC on a
+    day of heavy rain); backtracking breaks such cycles at no extra evaluation per iteration.
 
     Returns
     -------
-    S_new, active, iters, gabs
-        Updated storages, still-active mask, updates applied per system, and |G| at ``S``.
+    S_new, S_acc, r_acc, active, iters, gabs
+        Next iterate, last accepted iterate and its residual, still-active mask, iterations
+        per system, and |G| at ``S``.
     """
     f, j = _rhs_and_jac(S.unbind(0), c, capillary_rise)
     G = S - S_prev
@@ -369,11 +375,16 @@ def _newton_iteration(S: torch.Tensor, S_prev: torch.Tensor, active: torch.Tenso
         G = G / DT
     G = G - torch.stack(f)
     gabs = G.abs()
-    err = gabs - (rtol / DT) * S.abs() if rtol > 0.0 else gabs
-    active = active & (err.amax(0) > tol)
+    gmax = gabs.amax(0)
+    err = (gabs - (rtol / DT) * S.abs()).amax(0) if rtol > 0.0 else gmax
+    active = active & (err > tol)
+    accept = gmax < r_acc
     step = torch.stack(_solve(j, G.unbind(0), capillary_rise))
-    S_new = torch.where(active, S - step, S)
-    return S_new, active, iters + active, gabs
+    S_new = torch.where(accept, S - step, 0.5 * (S_acc + S))
+    S_new = torch.where(active, S_new, S)
+    S_acc = torch.where(accept, S, S_acc)
+    r_acc = torch.where(accept, gmax, r_acc)
+    return S_new, S_acc, r_acc, active, iters + active, gabs
 
 
 _COMPILED: dict[bool, Callable] = {}
@@ -426,17 +437,20 @@ def _newton_sequence(S0: torch.Tensor, consts: _Constants, n_days: int, options:
     zero_iters = torch.zeros(batch, dtype=torch.int32, device=device)
     all_active = torch.ones(batch, dtype=torch.bool, device=device)
 
+    no_residual = torch.full(batch, torch.inf, dtype=S0.dtype, device=device)
     S_prev = S0.movedim(-1, 0).contiguous()
     for t in range(n_days):
         c = day(t)
-        S, active, iters = S_prev, all_active, zero_iters
+        S, S_acc, r_acc, active, iters = S_prev, S_prev, no_residual, all_active, zero_iters
         for k in range(options.max_iter):
-            S, active, iters, gabs = step_fn(S, S_prev, active, iters, c, tol, rtol, capillary_rise)
+            S, S_acc, r_acc, active, iters, gabs = step_fn(S, S_prev, S_acc, r_acc, active, iters, c, tol, rtol,
+                                                           capillary_rise)
             if (k + 1) % check_every == 0 and not bool(active.any()):
                 break
         else:
-            # max_iter updates applied: evaluate the residual of the final iterate
-            _, active, _, gabs = _newton_iteration(S, S_prev, active, iters, c, tol, rtol, capillary_rise)
+            # max_iter iterations done: evaluate the residual of the final iterate
+            _, _, _, active, _, gabs = _newton_iteration(S, S_prev, S_acc, r_acc, active, iters, c, tol, rtol,
+                                                         capillary_rise)
         iterations[t] = iters
         torch.amax(gabs, 0, out=residual[t])
         not_conv[t] = active
