@@ -36,6 +36,7 @@ from benchmark.training.trainer import (
     eval_dir,
     load_checkpoint,
     merge_solver_stats,
+    public_stats,
     model_dir,
     peak_memory_mb,
     resolve_device,
@@ -99,7 +100,7 @@ def predict(
     return (
         {name: np.concatenate(parts, axis=1) for name, parts in series.items()},
         {name: np.concatenate(parts) for name, parts in parameters.items()},
-        stats,
+        public_stats(stats),
     )
 
 

@@ -309,13 +309,33 @@ def summarize_solver_stats(stats: Any) -> dict[str, float]:
     return out
 
 
+_SETTING_KEYS = ("tol", "rtol", "max_iter", "check_every")
+
+
 def merge_solver_stats(total: dict[str, float], new: dict[str, float]) -> None:
-    """Accumulate stats across batches: ``max*`` keys by max, the rest by sum."""
+    """Accumulate solver stats across batches in place.
+
+    ``max*`` keys by maximum, ``mean*`` keys as a mean weighted by ``n_system_days`` (equal
+    weights when absent), solver settings (``tol``, ``max_iter`` ...) kept as they are, and
+    every other (count) key summed.
+    """
+    weight = new.get("n_system_days", 1.0)
     for key, value in new.items():
-        if key.startswith("max"):
+        if key in _SETTING_KEYS:
+            total[key] = value
+        elif key.startswith("max"):
             total[key] = max(total.get(key, value), value)
+        elif key.startswith("mean"):
+            seen = total.get(f"_weight_{key}", 0.0)
+            total[key] = (total.get(key, 0.0) * seen + value * weight) / (seen + weight) if seen + weight else value
+            total[f"_weight_{key}"] = seen + weight
         else:
             total[key] = total.get(key, 0.0) + value
+
+
+def public_stats(total: dict[str, float]) -> dict[str, float]:
+    """The stats of :func:`merge_solver_stats` without its bookkeeping entries."""
+    return {key: value for key, value in total.items() if not key.startswith("_")}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -381,7 +401,7 @@ def run_epoch(
         merge_solver_stats(solver_totals, summarize_solver_stats(out.get("stats")))
         if progress:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    return float(torch.stack(losses).mean()), solver_totals
+    return float(torch.stack(losses).mean()), public_stats(solver_totals)
 
 
 def _resolve_seed_epochs(params: Params, seed: int | None, epochs: int | None) -> tuple[int, int]:

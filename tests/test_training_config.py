@@ -1,0 +1,53 @@
+"""The ``train:`` section of params.yaml, the epoch override, solver-stat bookkeeping, DVC stages."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from benchmark.config import DEFAULT_PARAMS, REPO_ROOT, load_params
+from benchmark.errors import ConfigError
+from benchmark.training.trainer import _resolve_seed_epochs, merge_solver_stats, public_stats
+
+
+def test_repository_params_train_the_four_dhbv_variants():
+    params = load_params()
+    assert params.train.models == ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"]
+    assert params.train.alpha == 0.25 and params.train.learning_rate == 1.0
+
+
+def test_train_epochs_overrides_the_profile_only_when_set():
+    params = load_params(overrides={"profile": "ci"})
+    assert params.train.epochs is None
+    assert _resolve_seed_epochs(params, None, None) == (params.active.seeds[0], params.active.epochs)
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["train"]["epochs"] = 7
+    overridden = load_params(overrides={"profile": "ci", "train": raw["train"]})
+    assert _resolve_seed_epochs(overridden, 5, None) == (5, 7)
+    assert _resolve_seed_epochs(overridden, 5, 2) == (5, 2)  # the command line wins
+
+
+def test_unknown_train_key_is_rejected_with_its_name(tmp_path):
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["train"]["learning_rat"] = 0.5
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="train.learning_rat"):
+        load_params(path)
+
+
+def test_solver_stats_sum_counts_keep_maxima_and_weight_means():
+    total: dict[str, float] = {}
+    merge_solver_stats(total, {"n_not_converged": 1.0, "max_residual": 1e-4, "mean_iterations": 2.0, "n_system_days": 100.0, "tol": 1e-5})
+    merge_solver_stats(total, {"n_not_converged": 2.0, "max_residual": 5e-5, "mean_iterations": 4.0, "n_system_days": 300.0, "tol": 1e-5})
+    assert public_stats(total) == {
+        "n_not_converged": 3.0, "max_residual": 1e-4, "mean_iterations": 3.5, "n_system_days": 400.0, "tol": 1e-5,
+    }
+
+
+def test_dvc_train_and_evaluate_stages_run_over_train_models():
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "evaluate"):
+        assert stages[name]["matrix"] == {"model": "${train.models}"}
+    assert "${train.eval_dir}/${item.model}/metrics.json" in stages["evaluate"]["metrics"][0]
+    assert "train.epochs" in stages["train"]["params"]
