@@ -97,7 +97,7 @@ class TrainConfig(_Strict):
     dropout: float = 0.5
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-    newton_tol: float = 1e-5
+    newton_tol: float | None = None
     newton_max_iter: int = 20
     compile: bool = False
     test_warmup_days: int = 730
