@@ -2,8 +2,9 @@
 
 Inputs are produced by the project's real code paths, never invented: the ``ci`` profile's
 four basins are read from the embedded CAMELS files (``prepare.build_dataset``), simulated by
-``benchmark.models.simulate`` with the fast schemes (sequential with and without capillary
-rise, explicit Euler 1 d) at the mid-range parameters of SPEC.md section 7, and scored by
+``benchmark.models.simulate`` (sequential with and without capillary rise, implicit, explicit
+Euler 1 d; the implicit improved model is left out to keep the test short) at the mid-range
+parameters of SPEC.md section 7, and scored by
 ``benchmark.evaluation``; SAC-SMA is the real CAMELS file of basin 01031500. The
 adjoint-minus-sequential numbers are checked on the authors' own reference series.
 
@@ -35,7 +36,7 @@ from benchmark.report.inputs import ModelResult, collect_from_files
 
 CI_BASINS = ["01022500", "01031500", "01047000", "02053200"]
 TEST_START, TEST_END, WARMUP_START = "1995-10-01", "2000-09-30", "1994-10-01"
-SIMULATED = ("dhbv", "dhbv_cr", "dhbv_euler1d")
+SIMULATED = ("dhbv", "dhbv_cr", "dhbv_adj", "dhbv_euler1d")
 ROUTING = (1.45, 3.25)  # SPEC.md section 7 reference routing
 
 
@@ -222,9 +223,9 @@ def test_provenance_names_commit_profile_and_date(ci_case, repo_root):
 def test_markdown_images_sit_beside_it_and_html_embeds_them(ci_case):
     md = ci_case["md"].read_text(encoding="utf-8")
     names = sorted(p.name for p in (ci_case["out"] / "figures").glob("*.png"))
-    # no adjoint model and no training log in this case: those two figures are absent, and said so
-    assert names == ["ecdf_nse_kge.png", "hydrographs.png", "parameters.png"]
-    assert "Figure 'adjoint − sequential' not drawn" in md and "Figure 'training curves' not drawn" in md
+    # no training log in this case: that figure is absent, and the report says so
+    assert names == ["adjoint_minus_sequential.png", "ecdf_nse_kge.png", "hydrographs.png", "parameters.png"]
+    assert "Figure 'training curves' not drawn" in md
     for name in names:
         assert f"](figures/{name})" in md
     images = _html_rows(ci_case["html"]).images
@@ -292,14 +293,20 @@ def _artifact_dir(repo_root: Path) -> Path:
     return folder
 
 
-def test_leaderboard_html_loads_offline_in_headless_chromium(ci_case, repo_root, tmp_path):
-    from benchmark.report.browser import find_chromium, inspect_page
+def _require_chromium() -> None:
+    from benchmark.report.browser import find_chromium
 
     if find_chromium() is None:
         if os.environ.get("HBVBENCH_ALLOW_NO_BROWSER") == "1":
             pytest.skip("no Chromium and HBVBENCH_ALLOW_NO_BROWSER=1")
         pytest.fail("headless Chromium is required for the report test: install Debian's `chromium` "
                     "(apt-get install chromium; .ci/run does) or set HBVBENCH_ALLOW_NO_BROWSER=1 to skip")
+
+
+def test_leaderboard_html_loads_offline_in_headless_chromium(ci_case, repo_root, tmp_path):
+    from benchmark.report.browser import inspect_page
+
+    _require_chromium()
     page = inspect_page(ci_case["html"])
     shot = tmp_path / "leaderboard.png"
     shot.write_bytes(page.screenshot)
@@ -345,3 +352,17 @@ def test_report_from_mlflow_reads_the_runs_artifacts(ci_case, mlflow_tracking_ur
     for model, run_id in run_ids.items():
         assert f"{model}: {run_id}" in md
     assert {"ecdf_nse_kge.png", "hydrographs.png"} <= {p.name for p in (out / "figures").glob("*.png")}
+
+
+def test_the_browser_check_catches_an_external_request_and_a_broken_image(ci_case, tmp_path):
+    """Negative control: the same page with one external image must fail the checks above."""
+    from benchmark.report.browser import inspect_page
+
+    _require_chromium()
+    broken = tmp_path / "broken.html"
+    text = ci_case["html"].read_text(encoding="utf-8")
+    broken.write_text(text.replace("</body>", '<img src="http://127.0.0.1:9/x.png" alt="external"></body>'),
+                      encoding="utf-8")
+    page = inspect_page(broken)
+    assert any("127.0.0.1:9" in e for e in page.console_errors), page.console_errors
+    assert [img for img in page.images if img["naturalWidth"] == 0]

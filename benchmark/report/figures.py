@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from benchmark.errors import DataError
 from benchmark.report import styles
@@ -263,9 +264,11 @@ def parameter_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigu
             # neutral median/flier colours: every hue belongs to a model
             boxes = ax.boxplot([v for _, v in entries], patch_artist=True, widths=0.6,
                                medianprops={"color": "black"}, flierprops={"markeredgecolor": "0.3"})
-            for patch, (result, _) in zip(boxes["boxes"], entries):
+            for position, (patch, (result, values)) in enumerate(zip(boxes["boxes"], entries), start=1):
                 patch.set_facecolor(styles.colour(result.name))
-                patch.set_alpha(0.75)
+                patch.set_alpha(0.45)
+                jitter = np.random.default_rng(position).uniform(-0.12, 0.12, values.size)  # fixed: reproducible PNG
+                ax.scatter(position + jitter, values, s=10, color=styles.colour(result.name), zorder=3)
             ax.set_xticks(range(1, len(entries) + 1))
             ax.set_xticklabels([styles.label(r.name) for r, _ in entries], rotation=35, ha="right", fontsize=7)
         else:
@@ -301,6 +304,7 @@ def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
             style = "--" if ("val" in column.lower() or "valid" in column.lower()) else "-"
             ax.plot(x, log[column].to_numpy(dtype=float), style, marker="o", ms=3, color=styles.colour(result.name),
                     label=f"{styles.label(result.name)}: {column}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Loss, RMSE-combined (eq. 36) (mm/d)")
     ax.grid(alpha=0.3)

@@ -61,6 +61,7 @@ class ModelResult:
     train_log: pd.DataFrame | None = None
     run_id: str | None = None
     source: Path | None = None
+    run_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_baseline(self) -> bool:
@@ -238,10 +239,12 @@ def collect_provenance(root: Path, profile: str | None, run_ids: dict[str, str])
     }
 
 
-def mlflow_run_ids(experiment: str, names: list[str]) -> dict[str, str]:
-    """Newest FINISHED MLflow run id per model name (tag ``model``), from an existing store only.
+def mlflow_runs(experiment: str, names: list[str]) -> dict[str, tuple[str, dict[str, float]]]:
+    """Newest FINISHED MLflow run per model name (tag ``model``): ``{name: (run_id, metrics)}``.
 
-    A missing default SQLite store is not created (the report never writes to MLflow).
+    Read from an existing store only: a missing default SQLite store is not created (the
+    report never writes to MLflow). ``metrics`` holds the run's final values (e.g.
+    ``train_wall_s``, ``train_peak_memory_mb``).
     """
     from benchmark import tracking
 
@@ -254,12 +257,17 @@ def mlflow_run_ids(experiment: str, names: list[str]) -> dict[str, str]:
         return {}
     if "tags.model" not in runs.columns:
         return {}
-    ids: dict[str, str] = {}
+    found: dict[str, tuple[str, dict[str, float]]] = {}
     for _, row in runs.iterrows():  # newest first
         name = NAME_ALIASES.get(str(row["tags.model"]), str(row["tags.model"]))
-        if name in names and name not in ids:
-            ids[name] = str(row["run_id"])
-    return ids
+        if name in names and name not in found:
+            found[name] = (str(row["run_id"]), _run_metrics(row))
+    return found
+
+
+def _run_metrics(row: pd.Series) -> dict[str, float]:
+    return {str(k)[len("metrics."):]: float(v) for k, v in row.items()
+            if str(k).startswith("metrics.") and isinstance(v, (int, float)) and not pd.isna(v)}
 
 
 def load_config(params_path: Path | None) -> Any:
@@ -347,9 +355,10 @@ def collect_from_files(
         )
     run_ids = {m.name: m.run_id for m in models if m.run_id}
     if lookup_run_ids and params is not None:
-        found = mlflow_run_ids(params.train.experiment, [m.name for m in models])
+        found = mlflow_runs(params.train.experiment, [m.name for m in models])
         for model in models:
-            model.run_id = model.run_id or found.get(model.name)
+            if model.name in found:
+                model.run_id, model.run_metrics = model.run_id or found[model.name][0], found[model.name][1]
         run_ids = {m.name: m.run_id for m in models if m.run_id}
     return ReportInputs(
         models=models,
@@ -450,7 +459,7 @@ def collect_from_mlflow(
         models.append(ModelResult(
             name=name, per_basin=read_per_basin(got["per_basin_metrics.csv"]), summary=summary,
             predictions=got.get("predictions.nc"), train_log=_history_frame(client, str(row["run_id"])),
-            run_id=str(row["run_id"]), source=folder,
+            run_id=str(row["run_id"]), source=folder, run_metrics=_run_metrics(row),
         ))
         seen.add(name)
     if not models:

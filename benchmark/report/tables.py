@@ -280,8 +280,11 @@ def signatures_table(inputs: ReportInputs) -> Table:
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, {len(basins)} basins", rows)]
     published = inputs.published.get("table2")
     if published is not None and len(published):
-        pub_rows = [[Cell(f"{r.paper_name} (published)"), Cell("671"), Cell(fmt(r.BFI_r, PUBLISHED_DECIMALS["BFI_r"])),
-                     Cell(fmt(r.ET_NSE, PUBLISHED_DECIMALS["ET_NSE"])), Cell("671" if np.isfinite(r.ET_NSE) else "—")]
+        def dash(value: float, key: str) -> str:  # the paper prints "-" where it reports nothing
+            return fmt(value, PUBLISHED_DECIMALS[key]) if np.isfinite(value) else "—"
+
+        pub_rows = [[Cell(f"{r.paper_name} (published)"), Cell("671"), Cell(dash(r.BFI_r, "BFI_r")),
+                     Cell(dash(r.ET_NSE, "ET_NSE")), Cell("671" if np.isfinite(r.ET_NSE) else "—")]
                     for r in published.itertuples()]
         groups.append(RowGroup(PUBLISHED_LABEL + ", Table 2", pub_rows))
     notes = [
@@ -297,8 +300,8 @@ def signatures_table(inputs: ReportInputs) -> Table:
 
 COST_COLUMNS = [
     "Model", "Numerical scheme", "Time step", "Memory per batch (MB)", "Time per batch (s)",
-    "Training wall time (s)", "Median NSE", "Median KGE", "Median low-flow RMSE (mm/d)",
-    "Median peak-flow RMSE (mm/d)",
+    "Training: s per iteration", "Training: peak memory (MB)", "Training wall time (s)",
+    "Median NSE", "Median KGE", "Median low-flow RMSE (mm/d)", "Median peak-flow RMSE (mm/d)",
 ]
 WALL_COLUMNS: tuple[str, ...] = ("epoch_wall_s", "epoch_time_s", "wall_s", "wall_time_s", "time_s", "seconds", "duration_s")
 
@@ -313,6 +316,17 @@ def training_wall_time(result: ModelResult) -> float:
         return math.nan
     values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=float)
     return float(np.nansum(values)) if np.isfinite(values).any() else math.nan
+
+
+def training_seconds_per_iteration(result: ModelResult) -> float:
+    """Measured training time per iteration (one mini-batch step) from ``train_log.csv``:
+    total epoch wall time / total iterations (NaN when not logged)."""
+    log = result.train_log
+    if log is None or "iterations" not in log.columns:
+        return math.nan
+    wall = training_wall_time(result)
+    iterations = pd.to_numeric(log["iterations"], errors="coerce").sum()
+    return wall / float(iterations) if iterations and np.isfinite(wall) else math.nan
 
 
 def scheme_of(name: str) -> tuple[str, str]:
@@ -356,16 +370,22 @@ def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, floa
         on = scored_basins(result) & basins
         med = {c: median_metric(result, c, on) for c in ("NSE", "KGE", "lowRMSE", "peakRMSE")}
         wall = training_wall_time(result)
+        per_iteration = training_seconds_per_iteration(result)
+        peak = result.run_metrics.get("train_peak_memory_mb", math.nan)
+        if not np.isfinite(wall):
+            wall = result.run_metrics.get("train_wall_s", math.nan)
         rows.append([
             Cell(styles.label(result.name)), Cell(scheme), Cell(step),
             Cell(fmt(cost.get("memory_mb"), 0), value=cost.get("memory_mb")),
             Cell(fmt(cost.get("time_s"), 3), value=cost.get("time_s")),
+            Cell(fmt(per_iteration, 2), value=per_iteration),
+            Cell(fmt(peak, 0), value=peak),
             Cell(fmt(wall, 1), value=wall),
             Cell(fmt(med["NSE"], 3), value=med["NSE"]), Cell(fmt(med["KGE"], 3), value=med["KGE"]),
             Cell(fmt(med["lowRMSE"], 3), value=med["lowRMSE"]), Cell(fmt(med["peakRMSE"], 3), value=med["peakRMSE"]),
         ])
         eligible.append(len(on) == len(basins))
-    for col, key in ((6, "NSE"), (7, "KGE"), (8, "lowRMSE"), (9, "peakRMSE")):
+    for col, key in ((8, "NSE"), (9, "KGE"), (10, "lowRMSE"), (11, "peakRMSE")):
         mark_best(rows, col, HIGHER_IS_BETTER[key], eligible)
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile", rows)]
     published = inputs.published.get("tableA2")
@@ -375,7 +395,8 @@ def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, floa
             note = f" — {r.note}" if isinstance(r.note, str) and r.note else ""
             pub_rows.append([
                 Cell(f"{styles.label(r.model)} (published)"), Cell(str(r.numerical_scheme)), Cell(str(r.time_step)),
-                Cell(fmt(r.memory_MB, 0)), Cell(fmt(r.time_per_batch_s, 1) + ("*" if note else "")), Cell("—"),
+                Cell(fmt(r.memory_MB, 0)), Cell(fmt(r.time_per_batch_s, 1) + ("*" if note else "")),
+                Cell("—"), Cell("—"), Cell("—"),
                 Cell(fmt(r.NSE, 2)), Cell(fmt(r.KGE, 2)), Cell(fmt(r.lowRMSE, 3)), Cell(fmt(r.peakRMSE, 2)),
             ])
         groups.append(RowGroup(PUBLISHED_LABEL + ", Table A2, Nvidia V100", pub_rows))
@@ -383,7 +404,9 @@ def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, floa
     if published is not None:
         notes += [f"* {styles.label(r.model)} (published): {r.note}" for r in published.itertuples()
                   if isinstance(r.note, str) and r.note]
-    notes.append("Training wall time: sum of the per-epoch times in artifacts/models/<model>/train_log.csv.")
+    notes.append("Training columns are measured in our own runs on this machine: s per iteration = total epoch wall "
+                 "time / iterations and wall time = sum of the per-epoch times (artifacts/models/<model>/train_log.csv); "
+                 "peak memory = the run's train_peak_memory_mb in MLflow (n/a without a tracking store).")
     return Table("cost", "Computational cost (layout of Table A2)", COST_COLUMNS, groups, notes)
 
 
@@ -432,7 +455,8 @@ def to_markdown(table: Table) -> str:
     """Render as GitHub markdown: one pipe table per row group, best values in bold."""
     lines = [f"### {table.title}", ""]
     for group in table.groups:
-        lines += [f"*{group.heading}*", "", "| " + " | ".join(table.columns) + " |",
+        header = [c.replace("|", "\\|") for c in table.columns]
+        lines += [f"*{group.heading}*", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---" for _ in table.columns) + "|"]
         for row in group.rows:
             cells = [(f"**{c.text}**" if c.best else c.text).replace("|", "\\|") for c in row]
