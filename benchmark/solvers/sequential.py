@@ -39,28 +39,34 @@ FLUX_NAMES: tuple[str, ...] = (
 at :data:`SM_MIN_SEQUENTIAL`; with it the daily balance closes to rounding:
 ΔS = P − ET − Q0 − Q1 − Q2 + floor_source. It is zero unless a store runs dry."""
 
-_LOOP_PARAMETERS = ("BETA", "FC", "LPFC", "BETAET", "CWH", "PERC", "K0", "K1", "K2", "UZL", "C")
+_LOOP_PARAMETERS = ("BETA", "FC", "LOGFC", "LOGLPFC", "BETAET", "CWH", "PERC", "K0", "K1", "K2", "UZL", "C")
+"""Per-day inputs of the step after the forcing terms (LOGFC = log FC, LOGLPFC = log(LP·FC))."""
 
 
 def _soil_and_snow(snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet,
-                   beta, fc, lpfc, betaet, cwh):
-    """Steps 1-2 of the daily update; returns the new storages and the soil fluxes."""
+                   beta, fc, log_fc, log_lpfc, betaet, cwh):
+    """Steps 1-2 of the daily update; returns the new storages and the soil fluxes.
+
+    min(a, b) is written ``a.clamp(max=b)``, max(a, 0) ``relu(a)`` and (SM/FC)^β
+    ``exp(β (log SM − log FC))`` (SM ≥ 1e-5 > 0 here): the same values up to rounding, with
+    cheaper backward nodes than ``minimum``/``pow`` — this loop is the training hot path.
+    """
     snow = snow + snowfall
-    melt = torch.minimum(melt_pot, snow)
+    melt = melt_pot.clamp(max=snow)
     meltw = meltw + melt
     snow = snow - melt
-    refreeze = torch.minimum(refr_pot, meltw)
+    refreeze = refr_pot.clamp(max=meltw)
     snow = snow + refreeze
     meltw = meltw - refreeze
-    to_soil = (meltw - cwh * snow).clamp_min(0.0)
+    to_soil = torch.relu(meltw - cwh * snow)
     meltw = meltw - to_soil
 
     infiltration = rain + to_soil
-    recharge = infiltration * (sm / fc).pow(beta).clamp(0.0, 1.0)
+    recharge = infiltration * torch.exp(beta * (torch.log(sm) - log_fc)).clamp_max(1.0)
     sm = sm + infiltration - recharge
-    excess = (sm - fc).clamp_min(0.0)
+    excess = torch.relu(sm - fc)
     sm = sm - excess
-    et = torch.minimum(sm, pet * (sm / lpfc).pow(betaet).clamp(0.0, 1.0))
+    et = (pet * torch.exp(betaet * (torch.log(sm) - log_lpfc)).clamp_max(1.0)).clamp(max=sm)
     sm_dried = sm - et
     sm = sm_dried.clamp_min(SM_MIN_SEQUENTIAL)
     return snow, meltw, sm, recharge, excess, et, sm - sm_dried
@@ -69,9 +75,9 @@ def _soil_and_snow(snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet,
 def _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl):
     """Step 4 of the daily update: percolation and the three outflows."""
     suz = suz + recharge + excess
-    perc = torch.minimum(suz, perc_max)
+    perc = suz.clamp(max=perc_max)
     suz = suz - perc
-    q0 = k0 * (suz - uzl).clamp_min(0.0)
+    q0 = k0 * torch.relu(suz - uzl)
     suz = suz - q0
     q1 = k1 * suz
     suz = suz - q1
@@ -85,9 +91,9 @@ def _step_plain(state, day):
     """One day of the original δHBV (no capillary rise)."""
     snow, meltw, sm, suz, slz = state
     (snowfall, rain, melt_pot, refr_pot, pet,
-     beta, fc, lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, _c) = day
+     beta, fc, log_fc, log_lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, _c) = day
     snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
-        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, lpfc, betaet, cwh)
+        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, log_fc, log_lpfc, betaet, cwh)
     suz, slz, perc, q0, q1, q2 = _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl)
     return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, floor)
 
@@ -96,10 +102,10 @@ def _step_capillary(state, day):
     """One day of the improved δHBV: capillary rise between the soil and response routines."""
     snow, meltw, sm, suz, slz = state
     (snowfall, rain, melt_pot, refr_pot, pet,
-     beta, fc, lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, c) = day
+     beta, fc, log_fc, log_lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, c) = day
     snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
-        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, lpfc, betaet, cwh)
-    capillary = torch.minimum(slz, c * slz * (1.0 - torch.clamp(sm / fc, max=1.0)))
+        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, log_fc, log_lpfc, betaet, cwh)
+    capillary = slz.clamp(max=c * slz * (1.0 - (sm / fc).clamp_max(1.0)))
     sm_wet = sm + capillary
     slz_dried = slz - capillary
     sm = sm_wet.clamp_min(SM_MIN_SEQUENTIAL)
@@ -172,8 +178,10 @@ def integrate_sequential(
         per_day(torch.broadcast_to(v, (n_days,) + torch.broadcast_shapes(v.shape[1:], batch_shape)), n_days, True)
         for v in (snowfall, rain, melt_pot, refr_pot, x.PET)
     ]
-    params["LPFC"] = params["LP"] * params["FC"]
-    dynamic["LPFC"] = dynamic["LP"] or dynamic["FC"]
+    params["LOGFC"] = torch.log(params["FC"])
+    params["LOGLPFC"] = torch.log(params["LP"] * params["FC"])
+    dynamic["LOGFC"] = dynamic["FC"]
+    dynamic["LOGLPFC"] = dynamic["LP"] or dynamic["FC"]
     if "C" not in params:
         params["C"], dynamic["C"] = torch.zeros((), dtype=S0.dtype, device=S0.device), False
     daily += [per_day(params[name], n_days, dynamic[name]) for name in _LOOP_PARAMETERS]
@@ -187,7 +195,9 @@ def integrate_sequential(
         state_hist.append(state)
         flux_hist.append(day_fluxes)
 
-    states = torch.stack([torch.stack(s, dim=0) for s in zip(*state_hist)], dim=-1)
+    # one concatenation per output; states come back as a (non-contiguous) view [T, ..., 5]
+    states = torch.stack([s for storage in zip(*state_hist) for s in storage], dim=0)
+    states = states.unflatten(0, (len(state), n_days)).movedim(0, -1)
     names = FLUX_NAMES if capillary_rise else tuple(n for n in FLUX_NAMES if n != "capillary")
     fluxes = {name: torch.stack(series, dim=0) for name, series in zip(names, zip(*flux_hist))}
     if not capillary_rise:
