@@ -17,6 +17,7 @@ from benchmark.errors import HbvbenchError
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmark.data.commands",
     "benchmark.training.commands",
+    "benchmark.tuning.commands",
     "benchmark.report.commands",
 )
 

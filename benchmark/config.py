@@ -99,6 +99,8 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
     newton_tol: float | None = None
     newton_max_iter: int = 20
+    #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
+    dynamic_parameters: list[str] | None = None
     compile: bool = False
     test_warmup_days: int = 730
     experiment: str = "hbvbench"
@@ -120,6 +122,115 @@ class TrainConfig(_Strict):
         return value
 
 
+#: Hyperparameters a study may search (``tune.search_space`` keys) and where each one lives:
+#: ``profile`` (the active profile's field) or ``train`` (``train:`` field).
+TUNABLE_HYPERPARAMETERS: dict[str, str] = {
+    "learning_rate": "train",
+    "dropout": "train",
+    "alpha": "train",
+    "newton_tol": "train",
+    "dynamic_parameters": "train",
+    "hidden_size": "profile",
+    "nmul": "profile",
+    "warmup_days": "profile",
+    "window_days": "profile",
+    "batch_basins": "profile",
+}
+
+
+class SearchDimension(_Strict):
+    """One entry of ``tune.search_space``: an Optuna distribution.
+
+    ``type: float`` / ``int`` take ``low``, ``high`` and optionally ``log`` (and ``step`` for
+    ``int``); ``type: categorical`` takes ``choices``. ``dynamic_parameters`` choices are
+    comma-separated SPEC.md parameter names (``"BETA,BETAET"``; ``""`` for none).
+    ``schemes`` limits the entry to models of those time schemes (e.g. ``[implicit]`` for
+    the Newton tolerance); other models keep the configured value.
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: int | None = None
+    choices: list[float | int | str | bool | None] | None = None
+    schemes: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SearchDimension":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("type categorical needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("type categorical takes `choices`, not `low`/`high`")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"type {self.type} needs `low` and `high`")
+        if self.choices is not None:
+            raise ValueError(f"type {self.type} takes `low`/`high`, not `choices`")
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("type int needs integer `low` and `high`")
+        if self.step is not None and (self.type != "int" or self.step < 1 or self.log):
+            raise ValueError("`step` is for type int on a linear scale, >= 1")
+        return self
+
+
+class TuneConfig(_Strict):
+    """The ``tune:`` section: Optuna studies of ``hbvbench tune`` (:mod:`benchmark.tuning`).
+
+    The objective is ``aggregate`` (median) across basins of the basin metric ``metric``
+    (a :func:`benchmark.metrics.basin_metrics` key) on the validation period: ``validation``
+    (ISO dates) or, when null, the last ``validation_years`` years of the profile's training
+    period. Trials train on the training period up to the day before it; the validation
+    period must not overlap the test period.
+    """
+
+    model: str = "dhbv"
+    trials: int = 20
+    study: str | None = None
+    storage: str | None = None
+    experiment: str = "hbvbench-tuning"
+    metric: str = "KGE"
+    aggregate: Literal["median", "mean"] = "median"
+    validation: Period | None = None
+    validation_years: int = 1
+    epochs: int | None = None
+    seed: int | None = None
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "none"] = "median"
+    pruner_startup_trials: int = 3
+    pruner_warmup_epochs: int = 1
+    heartbeat_s: int = 60
+    out_dir: Path = Path("artifacts/tuning")
+    search_space: dict[str, SearchDimension] = {}
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_hyperparameters(cls, value: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
+        unknown = sorted(set(value) - set(TUNABLE_HYPERPARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {unknown}; tunable: {sorted(TUNABLE_HYPERPARAMETERS)}")
+        return value
+
+    @field_validator("trials", "validation_years", "pruner_warmup_epochs", "heartbeat_s")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"epochs must be >= 1 or null, got {value}")
+        return value
+
+
 class Params(_Strict):
     """The whole of ``params.yaml``."""
 
@@ -127,6 +238,7 @@ class Params(_Strict):
     data: DataConfig = DataConfig()
     profiles: dict[str, ProfileConfig]
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
     def _known_profile(self) -> "Params":

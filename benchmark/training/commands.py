@@ -18,6 +18,10 @@ def _train(args: argparse.Namespace) -> int:
     from benchmark.training.trainer import train_model
 
     params = _params(args)
+    if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune` (benchmark.tuning)
+        from benchmark.tuning.space import apply_hyperparams, load_hyperparams_file
+
+        params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
     result = train_model(
         params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, init_from=args.init_from
     )
@@ -45,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
     train.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs or the profile's)")
     train.add_argument("--resume", action="store_true", help="continue from the model's checkpoint.pt")
-    train.add_argument("--init-from", default=None, metavar="RUN", help="model folder or checkpoint to start the weights from")
+    train.add_argument("--init-from", default=None, metavar="RUN", help="model folder, checkpoint, MLflow run id or tuning study to start from (brings its hyperparameters)")
+    train.add_argument(
+        "--hyperparams", default=None, metavar="FILE",
+        help="YAML of hyperparameters (e.g. the best_params.yaml of `hbvbench tune`) overriding params.yaml",
+    )
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="run a trained model over the test period and score it")

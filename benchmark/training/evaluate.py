@@ -233,6 +233,9 @@ def evaluate_model(
     first, start, end = test_bounds(data.dates, params)
     check_forcing(data, first, end, "test period and its warm-up")
 
+    from benchmark.tuning.space import params_as_trained
+
+    params = params_as_trained(params, ckpt["setup"])  # shape/solver of a --hyperparams or --init-from run
     model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
     model.network.load_state_dict(ckpt["model_state"])
     series, parameters, solver_stats = predict(model, data, first, start, end, max(1, params.active.batch_basins))

@@ -105,10 +105,6 @@ def solver_options(params: Params) -> dict[str, Any]:
 def build_model(spec: Any, params: Params, n_inputs: int) -> DifferentiableHBV:
     """The network + HBV variant sized by the active profile."""
     profile = params.active
-    if params.train.dynamic_parameters is not None:  # tuning / --hyperparams override (benchmark.tuning)
-        import dataclasses
-
-        spec = dataclasses.replace(spec, dynamic_parameters=tuple(params.train.dynamic_parameters))
     return DifferentiableHBV(
         spec,
         n_inputs=n_inputs,
@@ -487,6 +483,12 @@ def train_model(
     ckpt = load_checkpoint(ckpt_path) if resume else None
     if resume and init_from:
         raise ConfigError("--resume and --init-from exclude each other")
+    init_source = None
+    if init_from:  # a path, MLflow run id or Optuna study; brings its hyperparameters (benchmark.tuning.init_from)
+        from benchmark.tuning.init_from import resolve_init_source
+
+        init_source = resolve_init_source(init_from, params)
+        params = init_source.apply(params)
 
     profile = params.active
     stats = fit_normalization(ds, str(profile.train.start), str(profile.train.end))
@@ -503,8 +505,8 @@ def train_model(
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
     model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
-    if init_from:
-        _init_weights_from(model, init_from)
+    if init_source is not None:
+        init_source.load_into(model)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=params.train.learning_rate)
     sampler = WindowSampler(len(data.basins), first, last, profile.batch_basins, profile.warmup_days, seed)
     state = TrainState()
@@ -526,6 +528,10 @@ def train_model(
     context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
     started = time.perf_counter()
     with context as tracker:
+        if init_source is not None and track:  # lineage of an explorer -> fine-tune run
+            import mlflow
+
+            mlflow.set_tags(init_source.tags)
         progress = show_progress()
         epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress, unit="epoch")
         for epoch in epoch_bar:

@@ -1,0 +1,178 @@
+"""``hbvbench tune`` as a function: open the study and its MLflow parent run, run trials, summarize.
+
+The parent run (experiment ``tune.experiment``, name = the study) is created once per study;
+its id is stored in the study's user attribute ``mlflow_parent_run_id`` and the run is
+reopened by every later ``hbvbench tune`` of the same study, so all trials of a study hang
+under one parent however many times (or on however many machines) it was run. After the
+trials, the study's summary (counts, best value/params, trials table, history and importance
+plots) is logged on the parent and ``best_params.yaml`` is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import Params, resolve_path
+from benchmark.errors import ConfigError, HbvbenchError
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Outcome of :func:`run_tuning`."""
+
+    study_name: str
+    storage_url: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best: dict[str, Any] | None
+    best_params_path: Path | None
+    dead_trials_failed: list[int]
+
+
+def _parent_run_id(study: Any) -> str | None:
+    """The stored parent run id when that run exists in the current MLflow store."""
+    from mlflow.exceptions import MlflowException
+
+    from benchmark import tracking
+
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if not run_id:
+        return None
+    try:
+        tracking.client().get_run(run_id)
+    except MlflowException:
+        return None
+    return str(run_id)
+
+
+def _parent_params(params: Params, model: str, metric: str, storage: str) -> dict[str, Any]:
+    tune = params.tune.model_dump(mode="json")
+    tune.pop("trials", None)
+    tune.pop("storage", None)
+    return {"tune": tune, "model": model, "metric": metric, "profile": params.profile, "storage": storage.split("@")[-1]}
+
+
+def run_tuning(
+    params: Params,
+    model: str | None = None,
+    *,
+    trials: int | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    timeout_s: float | None = None,
+    workers: int = 1,
+    metric: str | None = None,
+    best_params_path: Path | None = None,
+    dataset: Any = None,
+) -> TuneResult:
+    """Run ``trials`` more trials of a study (creating it on first use) and summarize it.
+
+    Parameters
+    ----------
+    params
+        The validated configuration; ``tune:`` gives the defaults of everything below.
+    model
+        Registry name of the tuned model (default ``tune.model``).
+    trials
+        New trials in this call, split over the workers (default ``tune.trials``).
+    study_name
+        Default ``tune.study`` or ``<model>-<profile>``.
+    storage
+        Optuna RDB URL (default ``tune.storage`` or ``sqlite:///<repo>/optuna.db``).
+    timeout_s
+        Stop starting new trials after this many seconds (per worker).
+    workers
+        Worker processes (``spawn``) sharing the study; 1 runs in this process.
+    metric
+        Objective basin metric (default ``tune.metric``), aggregated by ``tune.aggregate``.
+    best_params_path
+        Where to write ``best_params.yaml`` (default ``<tune.out_dir>/<study>/best_params.yaml``).
+    dataset
+        The processed dataset for in-process trials (default: loaded from ``params``).
+
+    Returns
+    -------
+    TuneResult
+
+    Raises
+    ------
+    ConfigError
+        Bad model, metric, storage, worker count or a study that optimizes something else.
+    KeyboardInterrupt
+        After Ctrl-C, with the running trials marked FAIL and the MLflow runs KILLED.
+    """
+    from benchmark import tracking
+    from benchmark.models.registry import get_model_spec
+    from benchmark.tuning.objective import metric_direction
+    from benchmark.tuning.space import validation_period
+    from benchmark.tuning.study import (
+        WorkerTask,
+        default_study_name,
+        fail_dead_trials,
+        make_storage,
+        open_study,
+        optimize,
+        run_workers,
+        split_trials,
+        storage_url,
+    )
+    from benchmark.tuning.summary import BEST_PARAMS_NAME, best_summary, log_study_summary, trial_counts, write_best_params
+
+    model = model or params.tune.model
+    try:
+        spec = get_model_spec(model)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model!r}: {exc}") from None
+    metric = metric or params.tune.metric
+    metric_direction(metric)
+    validation_period(params)
+    trials = trials if trials is not None else params.tune.trials
+    if trials < 1 or workers < 1:
+        raise ConfigError(f"--trials and --workers must be >= 1 (got {trials}, {workers})")
+    workers = min(workers, trials)
+    name = study_name or default_study_name(params, model)
+    url = storage_url(params, storage)
+    storage_obj = make_storage(url, params.tune.heartbeat_s)
+    study = open_study(params, model, name, storage_obj, metric)
+    dead = fail_dead_trials(study)
+
+    tags = dict(tracking.standard_tags(params.profile, spec))
+    tags.update({"model": model, "hbvbench.kind": "tuning_study", "optuna.study": name})
+    parent_id = _parent_run_id(study)
+    with tracking.run(
+        params.tune.experiment,
+        name,
+        tags=tags,
+        params=None if parent_id else _parent_params(params, model, metric, url),
+        run_id=parent_id,
+    ) as parent:
+        parent_id = parent.info.run_id
+        study.set_user_attr("mlflow_parent_run_id", parent_id)
+        shares = split_trials(trials, workers)
+        tasks = [
+            WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i, _threads_per_worker(workers))
+            for i, n in enumerate(shares)
+        ]
+        if workers == 1:
+            optimize(tasks[0], dataset)
+        else:
+            codes = run_workers(tasks)
+            bad = [f"worker {i}: exit {c}" for i, c in enumerate(codes) if c != 0]
+            if bad:
+                raise HbvbenchError(f"tuning workers failed ({', '.join(bad)}); see their messages above")
+        summary = best_summary(study)
+        path = best_params_path or resolve_path(params.tune.out_dir) / name / BEST_PARAMS_NAME
+        if summary is not None:
+            write_best_params(summary, path)
+        log_study_summary(study, summary)
+    return TuneResult(name, url, parent_id, trial_counts(study), summary, path if summary else None, dead)
+
+
+def _threads_per_worker(workers: int) -> int | None:
+    """Split the CPU cores among workers (None: leave torch's default for a single worker)."""
+    if workers == 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
