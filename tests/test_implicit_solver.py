@@ -1,0 +1,198 @@
+"""Backward Euler + Newton for HBV (SPEC.md sections 2-3): Jacobian, reference run, mass balance,
+convergence statistics.
+
+The reference is the authors' implicit code converged to 1e-10 on basin 01022500
+(tests/reference/imp_hbv*.csv, columns ``*_tight``); see tests/reference/README.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.data.camels import forcing_path, list_basins, read_forcing
+from benchmark.data.pet import hargreaves_pet_series
+from benchmark.models import hbv
+from benchmark.models.hbv import SM_FLOOR, Forcing
+from benchmark.models.parameters import HBV_PARAMETERS
+from benchmark.models.routing import route
+from benchmark.solvers.implicit import NewtonOptions, integrate_backward_euler, rhs_and_jacobian
+from tests.models_reference import ROUTING, assert_matches, forcing, mid_params, reference_frame
+
+RAW_DIR = "data/camels_us"
+MASS_BALANCE_RTOL = 1e-6
+CONVERGED_WITHIN = 6
+CONVERGED_SHARE = 0.999
+
+
+@lru_cache(maxsize=None)
+def _reference_run(capillary_rise: bool, dtype: torch.dtype = torch.float64) -> tuple[Forcing, dict, torch.Tensor, dict]:
+    """Basin 01022500, 1980-10-01..1995-09-30, mid-range parameters, empty stores (cached)."""
+    x = Forcing(*forcing(dtype).unbind(-1))  # each [T, 1]
+    p = mid_params(dtype)
+    if not capillary_rise:
+        p = {k: v for k, v in p.items() if k not in ("C", "NDC")}
+    S0 = torch.zeros(1, 5, dtype=dtype)
+    states, stats = integrate_backward_euler(x, p, S0, capillary_rise=capillary_rise)
+    return x, p, states, stats
+
+
+def test_closed_form_jacobian_is_autograds_jacobian() -> None:
+    """Including autograd's subgradient at kinks: empty stores, ties in min(), clipped SM."""
+    g = torch.Generator().manual_seed(1)
+    n = 3000
+    p = {k: s.scale(torch.rand(n, generator=g, dtype=torch.float64)) for k, s in HBV_PARAMETERS.items()}
+    x = Forcing(torch.rand(n, generator=g, dtype=torch.float64) * 20,
+                torch.randn(n, generator=g, dtype=torch.float64) * 5,
+                torch.rand(n, generator=g, dtype=torch.float64) * 5)
+    S = torch.rand(n, 5, generator=g, dtype=torch.float64) * torch.tensor([50.0, 10.0, 600.0, 80.0, 100.0],
+                                                                          dtype=torch.float64)
+    S[:600, :2] = 0.0  # no snow: melt = min(0, 0) ties where T < TT
+    S[400:900, 3] = 0.0
+    S[800:1000, 2] = -1e-30  # SM below its floor
+    S[1000:1100, 3] = p["PERC"][1000:1100]  # tie in min(SUZ, PERC)
+    for capillary_rise in (False, True):
+        f, jac = rhs_and_jacobian(S, x, p, capillary_rise=capillary_rise)
+        assert torch.equal(f, hbv.rhs(S, x, p, capillary_rise=capillary_rise))
+        auto = torch.func.vmap(torch.func.jacrev(
+            lambda s, xx, pp: hbv.rhs(s, Forcing(*xx), pp, capillary_rise=capillary_rise)))(S, tuple(x), p)
+        assert (jac - auto).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("capillary_rise, name", [(False, "imp_hbv"), (True, "imp_hbv_cr")])
+def test_reference_run_matches_converged_reference(capillary_rise: bool, name: str) -> None:
+    x, p, states, stats = _reference_run(capillary_rise)
+    assert stats["n_not_converged"] == 0
+    ref = reference_frame(name)
+    f = hbv.fluxes(states, x, p, capillary_rise=capillary_rise)
+    q_unrouted = f.Q0 + f.Q1 + f.Q2
+    assert_matches(route(q_unrouted, *ROUTING)[:, 0], ref["Q_routed_tight"], label=f"{name} Q_routed")
+    assert_matches(f.ET[:, 0], ref["ET_tight"], label=f"{name} ET", flow=False)
+    assert_matches(f.Q2[:, 0], ref["Q2_tight"], label=f"{name} Q2")
+
+
+@pytest.mark.parametrize("capillary_rise", [False, True])
+def test_mass_balance_closes_and_storages_stay_non_negative(capillary_rise: bool) -> None:
+    """15 years of basin 01022500: sum P - sum ET - sum Q' - dS <= 1e-6 of sum P (float64)."""
+    x, p, states, _ = _reference_run(capillary_rise)
+    f = hbv.fluxes(states, x, p, capillary_rise=capillary_rise)
+    p_sum = x.P.sum()
+    residual = p_sum - f.ET.sum() - (f.Q0 + f.Q1 + f.Q2).sum() - states[-1].sum()
+    assert abs(residual.item()) <= MASS_BALANCE_RTOL * p_sum.item()
+    # storages: never below minus the SM floor (SM may sit a hair below 0 when ET empties it)
+    assert states.min().item() >= -SM_FLOOR
+
+
+@pytest.mark.slow
+def test_float32_run_converges_and_agrees_with_float64() -> None:
+    _, _, s64, _ = _reference_run(False)
+    x, p, s32, stats = _reference_run(False, torch.float32)
+    assert stats["n_not_converged"] == 0
+    f32 = hbv.fluxes(s32, x, p, capillary_rise=False)
+    q32 = (f32.Q0 + f32.Q1 + f32.Q2).double()
+    f64 = hbv.fluxes(s64, Forcing(*forcing(torch.float64).unbind(-1)), mid_params(torch.float64),
+                     capillary_rise=False)
+    q64 = f64.Q0 + f64.Q1 + f64.Q2
+    assert (q32 - q64).abs().max().item() <= 1e-3
+
+
+def test_no_rain_and_empty_stores_give_zero_flow() -> None:
+    n_days = 30
+    x = Forcing(torch.zeros(n_days, 2, dtype=torch.float64), torch.full((n_days, 2), 12.0, dtype=torch.float64),
+                torch.full((n_days, 2), 3.0, dtype=torch.float64))
+    p = {k: v.expand(2) for k, v in mid_params(torch.float64).items()}
+    states, stats = integrate_backward_euler(x, p, torch.zeros(2, 5, dtype=torch.float64), capillary_rise=True)
+    f = hbv.fluxes(states, x, p, capillary_rise=True)
+    assert stats["n_not_converged"] == 0
+    assert torch.all(f.Q0 + f.Q1 + f.Q2 == 0.0)
+    assert states.abs().max().item() <= SM_FLOOR
+
+
+def test_each_basin_converges_on_its_own() -> None:
+    """A basin's solution does not depend on which other basins share the batch."""
+    x, p, S0 = _random_batch(n_basins=8)
+    batch, _ = integrate_backward_euler(x, p, S0, capillary_rise=True)
+    alone, _ = integrate_backward_euler(Forcing(*(v[:, 3:4] for v in x)), {k: v[3:4] for k, v in p.items()},
+                                        S0[3:4], capillary_rise=True)
+    assert torch.equal(batch[:, 3:4], alone)
+
+
+def test_non_converged_days_are_counted_not_hidden() -> None:
+    x, p, S0 = _random_batch(n_basins=8)
+    _, stats = integrate_backward_euler(x, p, S0, capillary_rise=False, options=NewtonOptions(max_iter=1))
+    assert stats["n_not_converged"] > 0
+    assert stats["max_residual"] > stats["tol"]
+    assert stats["iterations_hist"][1] == stats["n_system_days"] - stats["iterations_hist"][0]
+    _, stats = integrate_backward_euler(x, p, S0, capillary_rise=False)
+    assert stats["n_not_converged"] == 0
+    assert stats["max_residual"] <= stats["tol"]
+    assert sum(stats["iterations_hist"]) == stats["n_system_days"] == 8 * x.P.shape[0]
+
+
+def _random_batch(n_basins: int, n_days: int = 365, nmul: int | None = None, seed: int = 0):
+    """The reference forcing scaled per basin, parameters drawn uniformly over their ranges."""
+    g = torch.Generator().manual_seed(seed)
+    base = forcing(torch.float64, days=slice(0, n_days))[:, 0]
+    P = base[:, 0:1] * (0.5 + 1.5 * torch.rand(n_basins, generator=g, dtype=torch.float64))
+    T = base[:, 1:2] + 4.0 * torch.randn(n_basins, generator=g, dtype=torch.float64)
+    PET = base[:, 2:3].expand(-1, n_basins)
+    shape = (n_basins,) if nmul is None else (n_basins, nmul)
+    p = {k: s.scale(torch.rand(shape, generator=g, dtype=torch.float64)) for k, s in HBV_PARAMETERS.items()}
+    x = Forcing(P, T, PET.contiguous())
+    if nmul is not None:
+        x = Forcing(*(v.unsqueeze(-1) for v in x))
+    return x, p, torch.zeros(*shape, 5, dtype=torch.float64)
+
+
+def _embedded_forcing() -> tuple[list[str], Forcing]:
+    """All 35 embedded basins, full record: P, mean T, Hargreaves PET (SPEC.md section 4), [T, B]."""
+    basins = list_basins(RAW_DIR)
+    frames = []
+    for gauge in basins:
+        bf = read_forcing(forcing_path(RAW_DIR, gauge))
+        data = bf.data.copy()
+        data["pet"] = hargreaves_pet_series(data, bf.latitude)
+        frames.append(data)
+    index = frames[0].index
+    for gauge, data in zip(basins, frames):
+        assert data.index.equals(index), f"{gauge}: dates differ from {basins[0]}"
+
+    def column(fn) -> torch.Tensor:
+        return torch.tensor(np.stack([fn(d) for d in frames], axis=1), dtype=torch.float64)
+
+    return basins, Forcing(column(lambda d: d["prcp"].to_numpy()),
+                           column(lambda d: 0.5 * (d["tmax"] + d["tmin"]).to_numpy()),
+                           column(lambda d: d["pet"].to_numpy()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capillary_rise, setting", [(False, "mid-range"), (True, "random, nmul 4")])
+def test_newton_converges_fast_on_embedded_basins(capillary_rise: bool, setting: str) -> None:
+    """<= 6 iterations on >= 99.9 % of basin-days of the 35 embedded basins (1980-2014)."""
+    basins, x = _embedded_forcing()
+    n_basins = len(basins)
+    assert n_basins == 35
+    if setting == "mid-range":
+        p = {k: v.expand(n_basins) for k, v in mid_params(torch.float64).items()}
+        S0 = torch.zeros(n_basins, 5, dtype=torch.float64)
+    else:
+        g = torch.Generator().manual_seed(7)
+        p = {k: s.scale(torch.rand(n_basins, 4, generator=g, dtype=torch.float64)) for k, s in HBV_PARAMETERS.items()}
+        x = Forcing(*(v.unsqueeze(-1) for v in x))
+        S0 = torch.zeros(n_basins, 4, 5, dtype=torch.float64)
+    _, stats = integrate_backward_euler(x, p, S0, capillary_rise=capillary_rise)
+    hist = stats["iterations_hist"]
+    share = sum(hist[:CONVERGED_WITHIN + 1]) / stats["n_system_days"]
+    assert share >= CONVERGED_SHARE, f"only {share:.5f} of system-days converged within {CONVERGED_WITHIN}: {hist}"
+    assert stats["n_not_converged"] == 0, stats
+
+
+@pytest.mark.slow
+def test_compiled_newton_step_matches_eager() -> None:
+    x, p, S0 = _random_batch(n_basins=4, n_days=60)
+    eager, _ = integrate_backward_euler(x, p, S0, capillary_rise=True)
+    compiled, _ = integrate_backward_euler(x, p, S0, capillary_rise=True, options=NewtonOptions(compile=True))
+    assert torch.allclose(eager, compiled, rtol=1e-12, atol=1e-12)
