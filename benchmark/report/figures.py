@@ -11,6 +11,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -287,31 +288,54 @@ def parameter_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigu
 
 
 def loss_columns(log: pd.DataFrame) -> list[str]:
-    """Numeric columns of a training log whose name mentions a loss."""
-    return [c for c in log.columns if "loss" in c.lower() and pd.api.types.is_numeric_dtype(log[c])]
+    """Numeric columns of a training log whose name mentions a loss, duplicates dropped
+    (neuralhydrology logs e.g. ``valid_loss`` and ``valid_avg_loss`` with equal values)."""
+    columns: list[str] = []
+    for column in log.columns:
+        if "loss" not in column.lower() or "total" in column.lower() or not pd.api.types.is_numeric_dtype(log[column]):
+            continue
+        if not any(np.allclose(log[column].to_numpy(float), log[c].to_numpy(float), equal_nan=True) for c in columns):
+            columns.append(column)
+    return columns
 
 
-def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
-    """Per-epoch training (solid) and validation (dashed) loss per model."""
-    logs = [(m, m.train_log) for m in ordered(inputs.models) if m.train_log is not None and loss_columns(m.train_log)]
-    if not logs:
-        return None
-    fig = Figure(figsize=(8, 4.2))
-    ax = fig.subplots()
+def _draw_losses(ax: Any, logs: list[tuple[ModelResult, pd.DataFrame]]) -> None:
+    epochs: set[int] = set()
     for result, log in logs:
         x = log["epoch"].to_numpy() if "epoch" in log.columns else np.arange(1, len(log) + 1)
+        epochs.update(int(e) for e in x)
         for column in loss_columns(log):
-            style = "--" if ("val" in column.lower() or "valid" in column.lower()) else "-"
+            style = "--" if "val" in column.lower() else "-"
             ax.plot(x, log[column].to_numpy(dtype=float), style, marker="o", ms=3, color=styles.colour(result.name),
                     label=f"{styles.label(result.name)}: {column}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(epochs) <= 3:  # a one- or two-epoch run: keep the axis on whole epochs
+        ax.set_xticks(sorted(epochs))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("Loss, RMSE-combined (eq. 36) (mm/d)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Training curves")
-    return ReportFigure("training_curves", "Per-epoch loss of each trained model from "
-                        "artifacts/models/<model>/train_log.csv (solid: training, dashed: validation).", _png(fig))
+
+
+def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
+    """Per-epoch training (solid) and validation (dashed) loss per model; the differentiable
+    models (RMSE-combined loss, mm/d) and the baselines (their own loss) in separate panels."""
+    logs = [(m, m.train_log) for m in ordered(inputs.models) if m.train_log is not None and loss_columns(m.train_log)]
+    if not logs:
+        return None
+    groups = [("δHBV variants", "Loss, RMSE-combined (eq. 36) (mm/d)", [g for g in logs if not g[0].is_baseline]),
+              ("Baselines", "Loss as configured in neuralhydrology (–)", [g for g in logs if g[0].is_baseline])]
+    groups = [g for g in groups if g[2]]
+    fig = Figure(figsize=(6.5 * len(groups), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(groups)))
+    for ax, (title, ylabel, members) in zip(axes, groups):
+        _draw_losses(ax, members)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"Training curves: {title}", fontsize=10)
+    fig.tight_layout()
+    return ReportFigure("training_curves", "Per-epoch loss of each trained model from its training log "
+                        "(artifacts/models/<model>/train_log.csv; the LSTM's epoch_losses.csv); solid: training, "
+                        "dashed: validation.", _png(fig))
 
 
 def all_figures(inputs: ReportInputs) -> tuple[list[ReportFigure], list[str]]:
