@@ -122,6 +122,55 @@ class TrainConfig(_Strict):
         return value
 
 
+class LstmBaselineConfig(_Strict):
+    """neuralhydrology LSTM (``cudalstm``) hyperparameters for one profile (``baselines.lstm.<profile>``).
+
+    Keys map one to one onto neuralhydrology config keys; ``learning_rate`` maps epoch -> rate
+    (key 0 is the initial rate); ``eval_batch_size`` is the test-time batch (no effect on the
+    result, only on speed). ``validation_years`` is the number of final years of the
+    training period used as neuralhydrology's (required) validation period: in-sample
+    monitoring only, the last epoch's weights are always the ones tested.
+    """
+
+    hidden_size: int
+    seq_length: int
+    epochs: int
+    batch_size: int
+    learning_rate: dict[int, float]
+    output_dropout: float = 0.4
+    initial_forget_bias: float = 3.0
+    clip_gradient_norm: float | None = 1.0
+    loss: Literal["NSE", "MSE", "RMSE"] = "NSE"
+    max_updates_per_epoch: int | None = None
+    eval_batch_size: int = 2048
+    validation_years: int = 1
+    validate_every: int | None = None
+
+    @field_validator("hidden_size", "seq_length", "epochs", "batch_size", "eval_batch_size", "validation_years")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+
+class BaselinesConfig(_Strict):
+    """The ``baselines:`` section: the neuralhydrology LSTM and CAMELS SAC-SMA baselines."""
+
+    lstm: dict[str, LstmBaselineConfig] = {}
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: Path = Path("artifacts/baselines")
+
+    def lstm_for(self, profile: str) -> LstmBaselineConfig:
+        """The LSTM settings of ``profile``; ConfigError naming the key if there are none."""
+        if profile not in self.lstm:
+            raise ConfigError(
+                f"params.yaml has no baselines.lstm.{profile} entry (LSTM settings for profile {profile!r}); "
+                f"it has {sorted(self.lstm)}"
+            )
+        return self.lstm[profile]
+
+
 #: Hyperparameters a study may search (``tune.search_space`` keys) and where each one lives:
 #: ``profile`` (the active profile's field) or ``train`` (``train:`` field).
 TUNABLE_HYPERPARAMETERS: dict[str, str] = {
@@ -238,6 +287,7 @@ class Params(_Strict):
     data: DataConfig = DataConfig()
     profiles: dict[str, ProfileConfig]
     train: TrainConfig = TrainConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
