@@ -51,3 +51,13 @@ def test_dvc_train_and_evaluate_stages_run_over_train_models():
         assert stages[name]["matrix"] == {"model": "${train.models}"}
     assert "${train.eval_dir}/${item.model}/metrics.json" in stages["evaluate"]["metrics"][0]
     assert "train.epochs" in stages["train"]["params"]
+
+
+def test_other_seeds_than_the_profiles_first_get_their_own_folders():
+    from benchmark.training.trainer import eval_dir, model_dir
+
+    params = load_params(overrides={"profile": "ci"})
+    first = params.active.seeds[0]
+    assert model_dir(params, "dhbv") == model_dir(params, "dhbv", first)
+    assert model_dir(params, "dhbv", first + 1) == model_dir(params, "dhbv") / f"seed_{first + 1}"
+    assert eval_dir(params, "dhbv", first + 1).name == f"seed_{first + 1}"

@@ -35,9 +35,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from benchmark.training.trainer import eval_dir
 
     params = _params(args)
-    _, summary = evaluate_model(params, args.model)
+    _, summary = evaluate_model(params, args.model, seed=args.seed)
     shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
-    print(f"evaluated {args.model} on {summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model)}")
+    print(f"evaluated {args.model} on {summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model, args.seed)}")
     return 0
 
 
@@ -59,4 +59,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="run a trained model over the test period and score it")
     evaluate.add_argument("--model", required=True, help="registry name of a trained model")
     evaluate.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
+    evaluate.add_argument("--seed", type=int, default=None, help="the training seed (default: the profile's first)")
     evaluate.set_defaults(func=_evaluate)

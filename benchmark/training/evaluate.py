@@ -14,7 +14,6 @@ run opened by training.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from benchmark.training.trainer import (
     merge_solver_stats,
     public_stats,
     model_dir,
+    readable_temp_file,
     peak_memory_mb,
     resolve_device,
     resolve_dtype,
@@ -125,7 +125,7 @@ def predictions_dataset(
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = readable_temp_file(path.parent, path.name)
     os.close(fd)
     try:
         ds.to_netcdf(tmp)
@@ -186,6 +186,7 @@ def evaluate_model(
     params: Params,
     model_name: str,
     *,
+    seed: int | None = None,
     dataset: xr.Dataset | None = None,
     track: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -197,6 +198,8 @@ def evaluate_model(
         The validated configuration (same profile as training).
     model_name
         Registry name of a model trained by :func:`~benchmark.training.trainer.train_model`.
+    seed
+        The training seed (default: the profile's first; other seeds live in ``seed_<S>/``).
     dataset
         The processed dataset (default: ``load_dataset(params=params)``).
     track
@@ -215,7 +218,7 @@ def evaluate_model(
         spec = get_model_spec(model_name)
     except KeyError as exc:
         raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
-    mdir = model_dir(params, model_name)
+    mdir = model_dir(params, model_name, seed)
     ckpt = load_checkpoint(mdir / CHECKPOINT_NAME)
     if ckpt["setup"]["profile"] != params.profile:
         raise TrainingError(
@@ -244,7 +247,7 @@ def evaluate_model(
     pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile})
 
     per_basin, summary = evaluation.score_predictions(pred, ds)
-    out = eval_dir(params, model_name)
+    out = eval_dir(params, model_name, seed)
     write_netcdf(pred, out / PREDICTIONS_NAME)
     evaluation.write_metrics(out, per_basin, summary)
     figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}

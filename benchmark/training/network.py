@@ -29,6 +29,11 @@ from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
 
 N_ROUTING = 2
 
+INITIAL_STORAGE_MM = 1e-3
+"""Every storage at the start of a window (mm), as in the authors' code. The warm-up makes the
+value irrelevant to the scored output; it must be > 0 because the sequential scheme takes
+``log(SM)`` (a zero soil moisture gives NaN gradients for BETA, BETAET and FC on day 1)."""
+
 
 class ParameterizationLSTM(nn.Module):
     """``Linear -> ReLU -> LSTM (DropConnect) -> Linear -> sigmoid``.
@@ -177,6 +182,7 @@ class DifferentiableHBV(nn.Module):
             routing=routing,
             nmul=self.layout.nmul,
             gradient=self.spec.gradient,
+            initial_state=INITIAL_STORAGE_MM,
             solver_options=self.solver_options or None,
         )
         out = dict(out)

@@ -71,14 +71,32 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def model_dir(params: Params, model: str) -> Path:
-    """``<train.models_dir>/<model>`` (absolute)."""
-    return resolve_path(params.train.models_dir) / model
+def _seed_folder(params: Params, seed: int | None) -> str | None:
+    """None for the profile's first seed (the DVC pipeline's), else ``seed_<S>``."""
+    return None if seed is None or seed == params.active.seeds[0] else f"seed_{seed}"
 
 
-def eval_dir(params: Params, model: str) -> Path:
-    """``<train.eval_dir>/<model>`` (absolute)."""
-    return resolve_path(params.train.eval_dir) / model
+def model_dir(params: Params, model: str, seed: int | None = None) -> Path:
+    """``<train.models_dir>/<model>`` (absolute); other seeds than the profile's first in ``seed_<S>/``."""
+    folder = resolve_path(params.train.models_dir) / model
+    sub = _seed_folder(params, seed)
+    return folder / sub if sub else folder
+
+
+def eval_dir(params: Params, model: str, seed: int | None = None) -> Path:
+    """``<train.eval_dir>/<model>`` (absolute); other seeds than the profile's first in ``seed_<S>/``."""
+    folder = resolve_path(params.train.eval_dir) / model
+    sub = _seed_folder(params, seed)
+    return folder / sub if sub else folder
+
+
+def readable_temp_file(folder: Path, name: str) -> tuple[int, str]:
+    """``mkstemp`` in ``folder`` with the permissions of a normal new file (umask applied)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
 
 
 def select_basins(ds: xr.Dataset, profile: ProfileConfig) -> xr.Dataset:
@@ -241,7 +259,7 @@ def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = readable_temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -256,7 +274,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def atomic_write_text(text: str, path: Path) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = readable_temp_file(path.parent, path.name)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, path)
@@ -478,7 +496,7 @@ def train_model(
 
         dataset = load_dataset(params=params)
     ds = select_basins(dataset, params.active)
-    out_dir = model_dir(params, model_name)
+    out_dir = model_dir(params, model_name, seed)
     ckpt_path = out_dir / CHECKPOINT_NAME
     ckpt = load_checkpoint(ckpt_path) if resume else None
     if resume and init_from:
