@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmark.training.commands",
     "benchmark.tuning.commands",
     "benchmark.report.commands",
+    "baselines.commands",
 )
 
 
