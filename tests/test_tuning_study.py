@@ -1,8 +1,9 @@
 """End-to-end Optuna studies on the real ``ci`` data: interrupt + continue, parallel workers,
 and the explorer (dhbv) -> fine-tune (dhbv_adj) workflow.
 
-Marked slow: each starts fresh Python processes (the CLI, spawned workers) or trains several
-tiny models, 30-90 s apiece on a 2-core machine.
+The interrupt and the workers tests are marked slow: they start fresh Python processes (the
+CLI, spawned workers), 40-90 s apiece on a 2-core machine. The explorer test runs in-process
+(about 10 s).
 """
 
 from __future__ import annotations
@@ -129,7 +130,6 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, ci_data_dir, mlfl
         assert run.data.tags["worker_pid"] == str(trial.user_attrs["worker_pid"])
 
 
-@pytest.mark.slow
 def test_explorer_study_then_adjoint_fine_tune_starts_from_the_best_network(tmp_path, ci_data_dir, mlflow_tracking_uri):
     from benchmark.config import load_params
     from benchmark.training.evaluate import evaluate_model
