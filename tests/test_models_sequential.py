@@ -153,3 +153,39 @@ def test_compiled_step_gives_the_eager_result():
         compiled = simulate(f, mid_params(torch.float32, 3), solver_options={"compile": True}, **kwargs)
     torch.testing.assert_close(compiled["Q"], eager["Q"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled["states"], eager["states"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("capillary_rise", [False, True], ids=["original", "improved"])
+def test_hand_written_backward_equals_autograd_through_the_loop(capillary_rise):
+    # the default (manual_backward=True) reverse pass vs autograd through the daily loop, with
+    # every output weighted (states of every day and all fluxes), dynamic BETA/BETAET/FC,
+    # random parameters over their whole ranges and non-empty initial storages
+    from benchmark.models.hbv import Forcing
+    from benchmark.solvers.sequential import FLUX_NAMES, integrate_sequential
+
+    g = torch.Generator().manual_seed(3)
+    n_days, n_basins, nmul = 150, 3, 4
+    f = forcing(days=slice(100, 100 + n_days), n_basins=n_basins)
+    x = Forcing(*(v.unsqueeze(-1) for v in f.unbind(-1)))
+    names = [n for n in HBV_PARAMETERS if n != "NDC"]
+    u = {n: torch.rand((n_days, n_basins, nmul) if n in ("BETA", "BETAET", "FC") else (n_basins, nmul),
+                       generator=g, dtype=torch.float64).requires_grad_() for n in names}
+    scale = torch.tensor([50.0, 5.0, 300.0, 80.0, 60.0], dtype=torch.float64)
+    s0 = (torch.rand(n_basins, nmul, 5, generator=g, dtype=torch.float64) * scale).requires_grad_()
+    w_states = torch.randn(n_days, n_basins, nmul, 5, generator=g, dtype=torch.float64)
+    w_fluxes = {k: torch.randn(n_days, n_basins, nmul, generator=g, dtype=torch.float64) for k in FLUX_NAMES}
+    leaves = [s0] + [u[n] for n in names if capillary_rise or n != "C"]
+
+    results = []
+    for manual in (True, False):
+        p = {n: HBV_PARAMETERS[n].scale(v) for n, v in u.items()}
+        states, fluxes = integrate_sequential(x, p, s0, capillary_rise=capillary_rise, manual_backward=manual)
+        loss = (states * w_states).sum() + sum((fluxes[k] * w).sum() for k, w in w_fluxes.items())
+        results.append((states.detach(), fluxes, torch.autograd.grad(loss, leaves)))
+    (st_m, fl_m, gr_m), (st_a, fl_a, gr_a) = results
+    assert torch.equal(st_m, st_a)  # the same forward arithmetic
+    for k in FLUX_NAMES:
+        assert torch.equal(fl_m[k].detach(), fl_a[k].detach()), k
+    for leaf_name, a, b in zip(["S0"] + names, gr_m, gr_a):
+        assert float(b.abs().max()) > 0.0, leaf_name
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()), msg=leaf_name)
