@@ -70,7 +70,7 @@ def _simulated_predictions(ds: xr.Dataset, model: str) -> xr.Dataset:
     data["qobs"] = (("basin", "date"), period["qobs"].values[:, keep])
     for name in ("BETA", "FC", "K2", "LP"):
         data[f"param_{name}"] = (("basin",), params[name].numpy())
-    return xr.Dataset(data, coords={"basin": CI_BASINS, "date": dates}, attrs={"model": model})
+    return xr.Dataset(data, coords={"basin": CI_BASINS, "date": dates}, attrs={"model": model, "profile": "ci"})
 
 
 def _sacsma_predictions(ds: xr.Dataset, camels_dir: Path) -> xr.Dataset:
@@ -275,6 +275,20 @@ def test_no_evaluated_model_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no evaluated model found" in err and str(tmp_path / "eval") in err
     assert not (tmp_path / "out" / "leaderboard.html").exists()
+
+
+def test_a_model_evaluated_on_another_profile_is_left_out_and_said_so(ci_case, tmp_path):
+    for model in ("dhbv", "dhbv_cr"):
+        shutil.copytree(ci_case["root"] / "eval" / model, tmp_path / "eval" / model)
+    stale = tmp_path / "eval" / "dhbv_cr" / "predictions.nc"
+    with xr.open_dataset(stale) as ds:
+        ds = ds.load()
+    ds.attrs["profile"] = "default"
+    ds.to_netcdf(stale)
+    inputs = collect_from_files(root=tmp_path, eval_dir=tmp_path / "eval", baselines_dir=tmp_path / "none",
+                                params_path=ci_case["root"] / "params.yaml", lookup_run_ids=False)
+    assert [m.name for m in inputs.models] == ["dhbv"]
+    assert any("dhbv_cr left out: evaluated on profile 'default', the active profile is 'ci'" in n for n in inputs.notes)
 
 
 def test_half_written_model_folder_names_the_missing_file(tmp_path):

@@ -239,8 +239,9 @@ def collect_provenance(root: Path, profile: str | None, run_ids: dict[str, str])
     }
 
 
-def mlflow_runs(experiment: str, names: list[str]) -> dict[str, tuple[str, dict[str, float]]]:
-    """Newest FINISHED MLflow run per model name (tag ``model``): ``{name: (run_id, metrics)}``.
+def mlflow_runs(experiment: str, names: list[str], profile: str | None = None) -> dict[str, tuple[str, dict[str, float]]]:
+    """Newest FINISHED MLflow run per model name (tag ``model``) of ``profile`` (tag
+    ``profile``, when given): ``{name: (run_id, metrics)}``.
 
     Read from an existing store only: a missing default SQLite store is not created (the
     report never writes to MLflow). ``metrics`` holds the run's final values (e.g.
@@ -252,7 +253,8 @@ def mlflow_runs(experiment: str, names: list[str]) -> dict[str, tuple[str, dict[
     if db is not None and not db.is_file():
         return {}
     try:
-        runs = tracking.query_runs(experiment, "attributes.status = 'FINISHED'", missing_ok=True)
+        query = "attributes.status = 'FINISHED'" + (f" and tags.profile = '{profile}'" if profile else "")
+        runs = tracking.query_runs(experiment, query, missing_ok=True)
     except Exception:  # noqa: BLE001 - provenance only: an unreachable store leaves the ids n/a
         return {}
     if "tags.model" not in runs.columns:
@@ -339,15 +341,22 @@ def collect_from_files(
     for key, given in (("eval", eval_dir), ("baselines", baselines_dir), ("models", models_dir), ("perf", perf_dir)):
         if given is not None:
             dirs[key] = given if Path(given).is_absolute() else root / given
+    profile = getattr(params, "profile", None)
     models: list[ModelResult] = []
+    notes: list[str] = []
     for parent in (dirs["eval"], dirs["baselines"]):
         if not parent.is_dir():
             continue
         for directory in sorted(p for p in parent.iterdir() if p.is_dir()):
             log = find_train_log(dirs["models"] / directory.name, directory)
             result = load_model_dir(directory, train_log=log)
-            if result is not None:
-                models.append(result)
+            if result is None:
+                continue
+            other = predictions_profile(result.predictions)
+            if profile is not None and other is not None and other != profile:
+                notes.append(f"{directory} left out: evaluated on profile {other!r}, the active profile is {profile!r}.")
+                continue
+            models.append(result)
     if not models:
         raise DataError(
             f"no evaluated model found: expected <model>/metrics.json and per_basin_metrics.csv under "
@@ -355,7 +364,7 @@ def collect_from_files(
         )
     run_ids = {m.name: m.run_id for m in models if m.run_id}
     if lookup_run_ids and params is not None:
-        found = mlflow_runs(params.train.experiment, [m.name for m in models])
+        found = mlflow_runs(params.train.experiment, [m.name for m in models], profile)
         for model in models:
             if model.name in found:
                 model.run_id, model.run_metrics = model.run_id or found[model.name][0], found[model.name][1]
@@ -364,8 +373,23 @@ def collect_from_files(
         models=models,
         published=read_published(),
         perf=read_perf(dirs["perf"]),
-        provenance=collect_provenance(root, getattr(params, "profile", None), run_ids),
+        provenance=collect_provenance(root, profile, run_ids),
+        notes=notes,
     )
+
+
+def predictions_profile(path: Path | None) -> str | None:
+    """The ``profile`` attribute of a ``predictions.nc`` (None when absent or unreadable)."""
+    if path is None:
+        return None
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as ds:
+            value = ds.attrs.get("profile")
+    except (OSError, ValueError):
+        return None  # the figures step reports an unreadable file with its name
+    return str(value) if value is not None else None
 
 
 # --------------------------------------------------------------------------- MLflow
