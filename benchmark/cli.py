@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmark.tuning.commands",
     "benchmark.report.commands",
     "baselines.commands",
+    "benchmark.perf",
 )
 
 

@@ -163,6 +163,19 @@ class _Jac(NamedTuple):
     d44: torch.Tensor
 
 
+_LOWER: dict[tuple, torch.Tensor] = {}
+
+
+def _lower_bounds(S: torch.Tensor, axis: int) -> torch.Tensor:
+    """Clipping bounds (0, 0, SM_FLOOR, 0, 0) shaped to broadcast along storage axis ``axis`` of S."""
+    trailing = S.dim() - axis - 1
+    key = (S.dtype, S.device, trailing)
+    if key not in _LOWER:
+        low = torch.tensor([0.0, 0.0, SM_FLOOR, 0.0, 0.0], dtype=S.dtype, device=S.device)
+        _LOWER[key] = low.reshape((5,) + (1,) * trailing)
+    return _LOWER[key]
+
+
 def _step(a: torch.Tensor) -> torch.Tensor:
     """Indicator a >= 0 as a float tensor (autograd's clamp passes the gradient at the bound)."""
     a = a.detach()
@@ -174,17 +187,32 @@ def _dmin(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sign(b.detach() - a.detach()).add_(1.0).mul_(0.5)
 
 
-def _rhs_and_jac(s: tuple[torch.Tensor, ...], c: _Constants, capillary_rise: bool
-                 ) -> tuple[tuple[torch.Tensor, ...], _Jac]:
-    """f(S) (mm/day, per storage) and the non-zero entries of df/dS (1/day).
+class _Inner(NamedTuple):
+    """Intermediate values of f at S that its Jacobian reuses."""
+
+    S: torch.Tensor
+    clipped: tuple[torch.Tensor, ...]
+    to_soil_arg: torch.Tensor
+    w_raw: torch.Tensor
+    w: torch.Tensor
+    inflow: torch.Tensor
+    excess_arg: torch.Tensor
+    e_raw: torch.Tensor
+    et_pot: torch.Tensor
+    q0_arg: torch.Tensor
+    cr_ratio: torch.Tensor | None
+    cr_frac: torch.Tensor | None
+
+
+def _rhs(S: torch.Tensor, c: _Constants, capillary_rise: bool, axis: int = 0
+         ) -> tuple[torch.Tensor, _Inner]:
+    """f(S) (mm/day) stacked along ``axis`` like S, and the intermediates for the Jacobian.
 
     The flux formulas repeat :func:`benchmark.models.hbv.fluxes` operation for operation, so
-    a converged Newton solution satisfies G = 0 for ``hbv.rhs`` itself. Derivative masks
-    follow autograd (see :func:`_step`, :func:`_dmin`), including the clipping of the storages.
+    a converged Newton solution satisfies G = 0 for ``hbv.rhs`` itself.
     """
-    snow, meltw, sm, suz, slz = s
-    snow_c, meltw_c = snow.clamp_min(0.0), meltw.clamp_min(0.0)
-    sm_c, suz_c, slz_c = sm.clamp_min(SM_FLOOR), suz.clamp_min(0.0), slz.clamp_min(0.0)
+    clipped = torch.maximum(S, _lower_bounds(S, axis)).unbind(axis)
+    snow_c, meltw_c, sm_c, suz_c, slz_c = clipped
 
     melt = torch.minimum(c.melt_pot, snow_c)
     refreeze = torch.minimum(c.refreeze_pot, meltw_c)
@@ -210,22 +238,40 @@ def _rhs_and_jac(s: tuple[torch.Tensor, ...], c: _Constants, capillary_rise: boo
     f_sm = to_soil + c.rain - recharge - excess - et
     f_suz = recharge + excess - perc - q0 - q1
     f_slz = perc - q2
+    cr_ratio = cr_frac = None
+    if capillary_rise:
+        cr_ratio = sm_c / c.NDCFC
+        cr_frac = 1.0 - torch.clamp(cr_ratio, max=1.0)
+        cap = c.C * slz_c * cr_frac
+        f_sm = f_sm + cap
+        f_slz = f_slz - cap
+    f = torch.stack((f_snow, f_meltw, f_sm, f_suz, f_slz), dim=axis)
+    inner = _Inner(S, clipped, to_soil_arg, w_raw, w, inflow, excess_arg, e_raw, et_pot, q0_arg, cr_ratio, cr_frac)
+    return f, inner
 
-    # derivatives w.r.t. the storages (clipping masks included)
-    k_snow, k_meltw, k_sm = _step(snow), _step(meltw), _step(sm - SM_FLOOR)
-    k_suz, k_slz = _step(suz), _step(slz)
+
+def _jac(inner: _Inner, c: _Constants, capillary_rise: bool, axis: int = 0) -> _Jac:
+    """Non-zero entries of df/dS (1/day) at the point of ``inner``.
+
+    Derivative masks follow autograd (see :func:`_step`, :func:`_dmin`), including the
+    clipping of the storages.
+    """
+    snow_c, meltw_c, sm_c, suz_c, slz_c = inner.clipped
+    k_snow, k_meltw, k_sm, k_suz, k_slz = _step(inner.S - _lower_bounds(inner.S, axis)).unbind(axis)
     dmelt = _dmin(snow_c, c.melt_pot).mul_(k_snow)  # d melt / d SNOW
     drefr = _dmin(meltw_c, c.refreeze_pot).mul_(k_meltw)  # d refreeze / d MELT
-    k_tosoil = _step(to_soil_arg)
+    k_tosoil = _step(inner.to_soil_arg)
     dts_m = k_tosoil * k_meltw  # d to_soil / d MELT
     dts_s = (k_tosoil * k_snow).mul_(c.CWH).neg_()  # d to_soil / d SNOW
-    drech_sm = (inflow * c.BETA) * _step(1.0 - w_raw) * w_raw / sm_c * k_sm  # d recharge / d SM
-    dex = _step(excess_arg).mul_(k_sm)
-    dmin_et = _dmin(sm_c, et_pot)
+    w_raw, e_raw = inner.w_raw, inner.e_raw
+    drech_sm = (inner.inflow * c.BETA) * _step(1.0 - w_raw) * w_raw / sm_c * k_sm  # d recharge / d SM
+    dex = _step(inner.excess_arg).mul_(k_sm)
+    dmin_et = _dmin(sm_c, inner.et_pot)
     det_pot = (c.PET * c.BETAET) * _step(1.0 - e_raw) * e_raw / sm_c
     det = (dmin_et + (1.0 - dmin_et) * det_pot).mul_(k_sm)
     dperc = _dmin(suz_c, c.PERC).mul_(k_suz)
-    dq = (c.K0 * _step(q0_arg) + c.K1).mul_(k_suz)  # d(Q0 + Q1) / d SUZ
+    dq = (c.K0 * _step(inner.q0_arg) + c.K1).mul_(k_suz)  # d(Q0 + Q1) / d SUZ
+    w = inner.w
     one_minus_w = 1.0 - w
 
     d22 = -drech_sm - dex - det
@@ -233,26 +279,20 @@ def _rhs_and_jac(s: tuple[torch.Tensor, ...], c: _Constants, capillary_rise: boo
     d42: torch.Tensor | float = 0.0
     d44 = -c.K2 * k_slz
     if capillary_rise:
-        cr_ratio = sm_c / c.NDCFC
-        cr_frac = 1.0 - torch.clamp(cr_ratio, max=1.0)
-        cap = c.C * slz_c * cr_frac
-        f_sm = f_sm + cap
-        f_slz = f_slz - cap
-        dcap_sm = -(c.C * slz_c * _step(1.0 - cr_ratio) / c.NDCFC) * k_sm
-        dcap_slz = c.C * cr_frac * k_slz
+        dcap_sm = -(c.C * slz_c * _step(1.0 - inner.cr_ratio) / c.NDCFC) * k_sm
+        dcap_slz = c.C * inner.cr_frac * k_slz
         d22 = d22 + dcap_sm
         d24 = dcap_slz
         d42 = -dcap_sm
         d44 = d44 - dcap_slz
 
-    jac = _Jac(
+    return _Jac(
         d00=-dmelt, d01=drefr,
         d10=dmelt - dts_s, d11=-drefr - dts_m,
         d20=dts_s * one_minus_w, d21=dts_m * one_minus_w, d22=d22, d24=d24,
         d30=dts_s * w, d31=dts_m * w, d32=drech_sm + dex, d33=-(dperc + dq),
         d42=d42, d43=dperc, d44=d44,
     )
-    return (f_snow, f_meltw, f_sm, f_suz, f_slz), jac
 
 
 def rhs_and_jacobian(S: torch.Tensor, x: Forcing, p: Mapping[str, torch.Tensor], *,
@@ -277,7 +317,9 @@ def rhs_and_jacobian(S: torch.Tensor, x: Forcing, p: Mapping[str, torch.Tensor],
         subgradient at kinks.
     """
     c = _constants(x, p, capillary_rise)
-    f, j = _rhs_and_jac(tuple(S.unbind(-1)), c, capillary_rise)
+    S5 = S.movedim(-1, 0)
+    f, inner = _rhs(S5, c, capillary_rise)
+    j = _jac(inner, c, capillary_rise)
     zero = torch.zeros_like(S[..., 0])
 
     def full(v: torch.Tensor | float) -> torch.Tensor:
@@ -291,7 +333,7 @@ def rhs_and_jacobian(S: torch.Tensor, x: Forcing, p: Mapping[str, torch.Tensor],
         (zero, zero, j.d42, j.d43, j.d44),
     )
     jac = torch.stack([torch.stack([full(v) for v in row], dim=-1) for row in rows], dim=-2)
-    return torch.stack(f, dim=-1), jac
+    return f.movedim(0, -1), jac
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,41 +392,42 @@ def _solve_transposed(j: _Jac, r: tuple[torch.Tensor, ...], capillary_rise: bool
 # Newton's method, day by day.
 
 
-def _newton_iteration(S: torch.Tensor, S_prev: torch.Tensor, S_acc: torch.Tensor, r_acc: torch.Tensor,
-                      active: torch.Tensor, iters: torch.Tensor, c: _Constants, tol: float, rtol: float,
-                      capillary_rise: bool) -> tuple[torch.Tensor, ...]:
-    """One masked, safeguarded Newton iteration on storage-first tensors ``[5, *batch]``.
-
-    Evaluates G at ``S`` and freezes the systems that meet the tolerance (``active`` becomes
-    False and stays False). For the others: if the max-norm residual decreased relative to
-    the last accepted iterate ``S_acc`` (residual ``r_acc``), ``S`` is accepted and the Newton
-    step is taken from it; otherwise ``S`` is rejected and the next iterate is the midpoint of
-    ``S_acc`` and ``S`` (backtracking along the last Newton direction). The kinks of f can
-    make plain Newton cycle between two points (e.g. soil moisture jumping across FC on a
-    day of heavy rain); backtracking breaks such cycles at no extra evaluation per iteration.
-
-    Returns
-    -------
-    S_new, S_acc, r_acc, active, iters, gabs
-        Next iterate, last accepted iterate and its residual, still-active mask, iterations
-        per system, and |G| at ``S``.
-    """
-    f, j = _rhs_and_jac(S.unbind(0), c, capillary_rise)
+def _residual(S: torch.Tensor, S_prev: torch.Tensor, active: torch.Tensor, c: _Constants, tol: float, rtol: float,
+              capillary_rise: bool) -> tuple[torch.Tensor, _Inner, torch.Tensor, torch.Tensor]:
+    """G at ``S`` (storage-first ``[5, *batch]``), its max norm, and ``active`` minus the converged systems."""
+    f, inner = _rhs(S, c, capillary_rise)
     G = S - S_prev
     if DT != 1.0:
         G = G / DT
-    G = G - torch.stack(f)
+    G = G - f
     gabs = G.abs()
     gmax = gabs.amax(0)
     err = (gabs - (rtol / DT) * S.abs()).amax(0) if rtol > 0.0 else gmax
-    active = active & (err > tol)
+    return G, inner, gmax, active & (err > tol)
+
+
+def _update(S: torch.Tensor, G: torch.Tensor, inner: _Inner, gmax: torch.Tensor, S_acc: torch.Tensor,
+            r_acc: torch.Tensor, active: torch.Tensor, iters: torch.Tensor, c: _Constants, capillary_rise: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One masked, safeguarded Newton update.
+
+    If the max-norm residual at ``S`` decreased relative to the last accepted iterate
+    ``S_acc`` (residual ``r_acc``), ``S`` is accepted and the Newton step is taken from it;
+    otherwise ``S`` is rejected and the next iterate is the midpoint of ``S_acc`` and ``S``
+    (backtracking along the last Newton direction). The kinks of f can make plain Newton
+    cycle between two points (e.g. soil moisture jumping across FC on a day of heavy rain);
+    backtracking breaks such cycles at no extra evaluation. Converged systems
+    (``active`` False) stay where they are.
+
+    Returns
+    -------
+    S_new, S_acc, r_acc, iters
+    """
     accept = gmax < r_acc
-    step = torch.stack(_solve(j, G.unbind(0), capillary_rise))
+    step = torch.stack(_solve(_jac(inner, c, capillary_rise), G.unbind(0), capillary_rise))
     S_new = torch.where(accept, S - step, 0.5 * (S_acc + S))
     S_new = torch.where(active, S_new, S)
-    S_acc = torch.where(accept, S, S_acc)
-    r_acc = torch.where(accept, gmax, r_acc)
-    return S_new, S_acc, r_acc, active, iters + active, gabs
+    return S_new, torch.where(accept, S, S_acc), torch.where(accept, gmax, r_acc), iters + active
 
 
 def _polish(S: torch.Tensor, S_prev: torch.Tensor, c: _Constants, capillary_rise: bool) -> torch.Tensor:
@@ -395,20 +438,22 @@ def _polish(S: torch.Tensor, S_prev: torch.Tensor, c: _Constants, capillary_rise
     step changes S by O(residual^2) and brings the unrolled derivative to the accuracy of
     the solution, so that it can serve as a reference for the adjoint.
     """
-    f, j = _rhs_and_jac(S.unbind(0), c, capillary_rise)
-    G = (S - S_prev) / DT - torch.stack(f)
-    return S - torch.stack(_solve(j, G.unbind(0), capillary_rise))
+    f, inner = _rhs(S, c, capillary_rise)
+    G = (S - S_prev) / DT - f
+    return S - torch.stack(_solve(_jac(inner, c, capillary_rise), G.unbind(0), capillary_rise))
 
 
-_COMPILED: dict[bool, Callable] = {}
+_COMPILED: dict[str, Callable] = {}
 
 
-def _iteration_fn(compile_: bool, capillary_rise: bool) -> Callable:
+def _kernels(compile_: bool) -> tuple[Callable, Callable]:
+    """The residual and update functions, optionally through ``torch.compile``."""
     if not compile_:
-        return _newton_iteration
-    if capillary_rise not in _COMPILED:
-        _COMPILED[capillary_rise] = torch.compile(_newton_iteration, dynamic=False)
-    return _COMPILED[capillary_rise]
+        return _residual, _update
+    if not _COMPILED:
+        _COMPILED["residual"] = torch.compile(_residual, dynamic=False)
+        _COMPILED["update"] = torch.compile(_update, dynamic=False)
+    return _COMPILED["residual"], _COMPILED["update"]
 
 
 class _RawStats(NamedTuple):
@@ -431,15 +476,18 @@ def _newton_sequence(S0: torch.Tensor, consts: _Constants, n_days: int, options:
                      capillary_rise: bool) -> tuple[torch.Tensor, _RawStats]:
     """Integrate all days; returns storage-first states ``[T, 5, *batch]`` and raw stats.
 
+    Per day: evaluate G (cheap, no Jacobian); stop when every system meets the tolerance;
+    otherwise build the Jacobian from the same intermediates and update the active systems.
     Differentiable by autograd (unrolled through Newton) when grad mode is on and an input
     requires grad.
     """
     batch = S0.shape[:-1]
     record = torch.is_grad_enabled() and (S0.requires_grad or any(v.requires_grad for v in consts))
-    step_fn = _iteration_fn(options.compile and not record, capillary_rise)
+    residual_fn, update_fn = _kernels(options.compile and not record)
     day = _per_day(consts)
     tol, rtol = float(options.tol), float(options.rtol)
     check_every = int(options.check_every)
+    max_iter = int(options.max_iter)
     device = S0.device
 
     states = None if record else torch.empty((n_days, 5, *batch), dtype=S0.dtype, device=device)
@@ -449,23 +497,19 @@ def _newton_sequence(S0: torch.Tensor, consts: _Constants, n_days: int, options:
     not_conv = torch.empty((n_days, *batch), dtype=torch.bool, device=device)
     zero_iters = torch.zeros(batch, dtype=torch.int32, device=device)
     all_active = torch.ones(batch, dtype=torch.bool, device=device)
-
     no_residual = torch.full(batch, torch.inf, dtype=S0.dtype, device=device)
+
     S_prev = S0.movedim(-1, 0).contiguous()
     for t in range(n_days):
         c = day(t)
         S, S_acc, r_acc, active, iters = S_prev, S_prev, no_residual, all_active, zero_iters
-        for k in range(options.max_iter):
-            S, S_acc, r_acc, active, iters, gabs = step_fn(S, S_prev, S_acc, r_acc, active, iters, c, tol, rtol,
-                                                           capillary_rise)
-            if (k + 1) % check_every == 0 and not bool(active.any()):
+        for k in range(max_iter + 1):
+            G, inner, gmax, active = residual_fn(S, S_prev, active, c, tol, rtol, capillary_rise)
+            if k == max_iter or (k % check_every == 0 and not bool(active.any())):
                 break
-        else:
-            # max_iter iterations done: evaluate the residual of the final iterate
-            _, _, _, active, _, gabs = _newton_iteration(S, S_prev, S_acc, r_acc, active, iters, c, tol, rtol,
-                                                         capillary_rise)
+            S, S_acc, r_acc, iters = update_fn(S, G, inner, gmax, S_acc, r_acc, active, iters, c, capillary_rise)
         iterations[t] = iters
-        residual[t] = gabs.detach().amax(0)
+        residual[t] = gmax.detach()
         not_conv[t] = active
         if record:
             S = _polish(S, S_prev, c, capillary_rise)
@@ -577,7 +621,8 @@ def _adjoint_states(states5: torch.Tensor, x: Forcing, p: Mapping[str, torch.Ten
     """
     n_days = states5.shape[0]
     consts = _time_constants(x, p, capillary_rise, states5.dim() - 2)
-    _, j = _rhs_and_jac(states5.unbind(1), consts, capillary_rise)
+    _, inner = _rhs(states5, consts, capillary_rise, axis=1)
+    j = _jac(inner, consts, capillary_rise, axis=1)
     inv_dt = 1.0 / DT
     a00, a01, a10, a11 = inv_dt - j.d00, -j.d01, -j.d10, inv_dt - j.d11
     inv_det = 1.0 / (a00 * a11 - a01 * a10)

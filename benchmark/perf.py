@@ -1,0 +1,339 @@
+"""``hbvbench perf``: training-step time and peak memory of every time scheme (the paper's Table A2).
+
+For each scheme x gradient method -- sequential (autograd), explicit Euler 1 d / 4 h / 1 h,
+RK4 1 d (autograd), implicit backward Euler with the adjoint, and implicit with autograd
+unrolled through Newton -- one *training step* is timed: parameters from leaf tensors (as a
+network's sigmoid outputs would be), :func:`benchmark.models.simulate` over B basins x T days
+x nmul components with gamma routing, a loss on the routed flow, and ``backward()``.
+
+Forcing is real: the embedded CAMELS-US basins (Daymet P and mean T, Hargreaves PET as in
+SPEC.md section 4) from 1980-10-01, tiled to B basins. Parameters are drawn uniformly in
+[0.05, 0.95] of their ranges (seeded); dynamic parameters vary per day as the registry says;
+storages start at 0.001 mm. The loss is the mean square of the routed flow (its gradient
+reaches every day of every basin, as a streamflow RMSE's does).
+
+Every variant runs in its own spawned process, so that its peak memory (CPU: peak resident
+set size over the steps minus that before the first one; CUDA: ``max_memory_allocated``) is
+its own. Outputs: ``perf.json`` and ``perf.md`` in ``--out`` (default ``reports/perf/``), the
+table on stdout, and a last line ``ratio <x>``: median adjoint step time / median sequential
+step time, both measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path("reports/perf")
+START_DATE = "1980-10-01"
+INITIAL_STORAGE_MM = 0.001
+"""Every storage starts at 0.001 mm, the authors' default (an empty soil gives the sequential
+scheme's (SM/FC)^BETA a 0 * log 0 gradient)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a registered model and its gradient method."""
+
+    key: str
+    model: str
+    gradient: str
+    label: str
+    scheme_text: str
+    time_step: str
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("sequential", "dhbv", "autograd", "δHBV", "sequential (operator splitting), autograd", "1 d"),
+    Variant("euler1d", "dhbv_euler1d", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 d"),
+    Variant("euler4h", "dhbv_euler4h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "4 h"),
+    Variant("euler1h", "dhbv_euler1h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 h"),
+    Variant("rk4", "dhbv_rk4", "autograd", "δHBV", "fourth-order Runge-Kutta explicit, autograd", "1 d"),
+    Variant("adjoint", "dhbv_adj", "adjoint", "δHBV.adj", "implicit backward Euler, adjoint", "1 d"),
+    Variant("implicit_autograd", "dhbv_adj", "autograd", "δHBV.adj",
+            "implicit backward Euler, autograd unrolled through Newton", "1 d"),
+)
+VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _real_forcing(raw_dir: Path, n_basins: int, n_days: int):
+    """Forcing ``[T, B, 3]`` (P mm/day, mean T degC, PET mm/day) from the embedded basins, tiled to B."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from benchmark.data.camels import forcing_path, list_basins, read_forcing
+    from benchmark.data.pet import hargreaves_pet_series
+    from benchmark.errors import DataError
+
+    gauges = list_basins(raw_dir)
+    if not gauges:
+        raise DataError(f"no basin forcing files under {raw_dir}")
+    start = pd.Timestamp(START_DATE)
+    columns = []
+    for gauge in gauges[:n_basins]:
+        bf = read_forcing(forcing_path(raw_dir, gauge))
+        data = bf.data.loc[start:]
+        if len(data) < n_days:
+            raise DataError(f"basin {gauge}: only {len(data)} days from {START_DATE} in {raw_dir}; "
+                            f"--days asks for {n_days}")
+        data = data.iloc[:n_days]
+        pet = hargreaves_pet_series(data, bf.latitude).to_numpy()
+        tmean = 0.5 * (data["tmax"].to_numpy() + data["tmin"].to_numpy())
+        columns.append(np.stack([data["prcp"].to_numpy(), tmean, pet], axis=-1))
+    block = torch.tensor(np.stack(columns, axis=1))  # [T, n_gauges, 3]
+    reps = -(-n_basins // block.shape[1])
+    return block.repeat(1, reps, 1)[:, :n_basins].contiguous(), gauges
+
+
+def _leaves(spec, n_days: int, n_basins: int, nmul: int, dtype, device, seed: int):
+    """Leaf tensors in [0.05, 0.95] standing in for a network's outputs."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_static, n_dynamic = len(spec.static_parameters), len(spec.dynamic_parameters)
+
+    def uniform(*shape: int):
+        u = 0.05 + 0.9 * torch.rand(shape, generator=g, dtype=torch.float64)
+        return u.to(dtype=dtype, device=device).requires_grad_()
+
+    return uniform(n_basins, nmul, n_static), uniform(n_days, n_basins, nmul, n_dynamic), uniform(n_basins, 2)
+
+
+def _physical(spec, static_u, dynamic_u, routing_u):
+    """Physical parameters and routing (a, b) from the leaves (differentiable)."""
+    from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
+
+    params = {name: HBV_PARAMETERS[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
+    params.update({name: HBV_PARAMETERS[name].scale(dynamic_u[..., i])
+                   for i, name in enumerate(spec.dynamic_parameters)})
+    a = ROUTING_PARAMETERS["route_a"].scale(routing_u[:, 0])
+    b = ROUTING_PARAMETERS["route_b"].scale(routing_u[:, 1])
+    return params, (a, b)
+
+
+# ----------------------------------------------------------------------------- one variant (child process)
+
+
+def _rss_mb() -> float:
+    """Current resident set size (MB) from /proc (Linux); 0 where unavailable."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Time ``job["repeats"]`` training steps of one variant (after one untimed warm-up step)."""
+    import torch
+
+    from benchmark.models.registry import get_model_spec
+    from benchmark.models.simulate import simulate
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    dtype = getattr(torch, job["dtype"])
+    spec = get_model_spec(job["model"])
+    forcing, _ = _real_forcing(Path(job["raw_dir"]), job["basins"], job["days"])
+    forcing = forcing.to(dtype=dtype, device=device)
+    leaves = _leaves(spec, job["days"], job["basins"], job["nmul"], dtype, device, job["seed"])
+    options = {"scheme": spec.scheme, "substeps": spec.substeps, "capillary_rise": spec.capillary_rise,
+               "nmul": job["nmul"], "initial_state": INITIAL_STORAGE_MM}
+    if spec.scheme == "implicit":
+        options["gradient"] = job["gradient"]
+    if job["compile"]:
+        options["solver_options"] = {"compile": True}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step() -> tuple[float, float, dict]:
+        for leaf in leaves:
+            leaf.grad = None
+        sync()
+        t0 = time.perf_counter()
+        params, routing = _physical(spec, *leaves)
+        out = simulate(forcing, params, routing=routing, **options)
+        loss = out["Q"].square().mean()
+        sync()
+        t1 = time.perf_counter()
+        loss.backward()
+        sync()
+        t2 = time.perf_counter()
+        if not all(leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) for leaf in leaves[:2]):
+            raise RuntimeError(f"{job['key']}: non-finite or missing gradient")
+        return t1 - t0, t2 - t1, out["stats"]
+
+    rss_before = _rss_mb()  # inputs are built; the peak over the steps is measured from here
+    step()  # warm-up (and compilation when --compile)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    forward, backward, stats = [], [], {}
+    for _ in range(job["repeats"]):
+        f, b, stats = step()
+        forward.append(f)
+        backward.append(b)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        memory_kind = "CUDA max_memory_allocated"
+    else:
+        peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before, 0.0)
+        memory_kind = "peak RSS increase"
+    totals = [f + b for f, b in zip(forward, backward)]
+    return {
+        "key": job["key"],
+        "step_s": statistics.median(totals),
+        "step_s_all": totals,
+        "forward_s": statistics.median(forward),
+        "backward_s": statistics.median(backward),
+        "peak_memory_MB": peak_mb,
+        "memory_kind": memory_kind,
+        "solver_stats": {k: (v.item() if hasattr(v, "item") else v) for k, v in stats.items()
+                         if k != "iterations_hist"} | ({"iterations_hist": stats["iterations_hist"]}
+                                                      if "iterations_hist" in stats else {}),
+    }
+
+
+# ----------------------------------------------------------------------------- table and files
+
+
+def _published() -> dict[str, dict]:
+    try:
+        from baselines.published import load_published
+
+        table = load_published("tableA2")
+    except Exception:  # the published table is a courtesy column; perf works without it
+        return {}
+    return {row["model"]: row for row in table.to_dict("records")}
+
+
+def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
+    published = _published()
+    lines = [
+        f"# Training-step cost per batch (Table A2 layout)",
+        "",
+        f"B = {config['basins']} basins, T = {config['days']} days, nmul = {config['nmul']}, "
+        f"{config['dtype']}, device {config['device']} ({config['device_name']}), "
+        f"{config['threads']} threads, compile {config['compile']}, median of {config['repeats']} steps "
+        f"after one warm-up step. Paper: Song et al. (2024) Table A2, Tesla V100.",
+        "",
+        "| Model | Numerical scheme | Time step | Memory usage per batch (MB) | Computational time per batch (s) "
+        "| forward (s) | backward (s) | Paper memory (MB) | Paper time (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        paper = published.get(row["model"], {}) if row["gradient"] != "autograd" or row["model"] != "dhbv_adj" else {}
+        pm = paper.get("memory_MB")
+        pt = paper.get("time_per_batch_s")
+        lines.append(
+            f"| {row['label']} | {row['scheme_text']} | {row['time_step']} | {row['peak_memory_MB']:.0f} "
+            f"| {row['step_s']:.3f} | {row['forward_s']:.3f} | {row['backward_s']:.3f} "
+            f"| {'' if pm is None or pm != pm else f'{pm:.0f}'} | {'' if pt is None or pt != pt else f'{pt:g}'} |"
+        )
+    lines += ["", f"Memory: {rows[0]['memory_kind'] if rows else ''}."]
+    if ratio is not None:
+        lines += ["", f"Adjoint / sequential step time: **{ratio:.2f}** (paper: 19.5 s / 1.8 s = 10.8)."]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def run_perf(args: argparse.Namespace) -> int:
+    """Measure every requested variant, write ``perf.json`` / ``perf.md``, print ``ratio <x>`` last."""
+    import torch
+
+    from benchmark.config import DEFAULT_PARAMS, load_params, resolve_path
+    from benchmark.errors import ConfigError
+
+    for name in ("basins", "days", "nmul", "repeats"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: no CUDA device is available here")
+    unknown = [k for k in args.variants if k not in VARIANT_KEYS]
+    if unknown:
+        raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(VARIANT_KEYS)}")
+    raw_dir = args.raw_dir
+    if raw_dir is None:
+        raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
+    threads = args.threads or torch.get_num_threads()
+    config = {
+        "basins": args.basins, "days": args.days, "nmul": args.nmul, "dtype": args.dtype, "device": args.device,
+        "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
+        else (platform.processor() or platform.machine()),
+        "threads": threads, "repeats": args.repeats, "compile": bool(args.compile), "seed": args.seed,
+        "raw_dir": str(raw_dir), "start": START_DATE, "torch": torch.__version__,
+    }
+    selected = [v for v in VARIANTS if v.key in args.variants]
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    for variant in selected:
+        job = {**config, "key": variant.key, "model": variant.model, "gradient": variant.gradient}
+        print(f"perf: {variant.key} ({variant.model}, {variant.gradient}) ...", flush=True)
+        with ctx.Pool(1) as pool:
+            result = pool.apply(_measure, (job,))
+        row = {**variant.__dict__, **result}
+        rows.append(row)
+        print(f"perf: {variant.key}: {row['step_s']:.3f} s/step (forward {row['forward_s']:.3f}, "
+              f"backward {row['backward_s']:.3f}), {row['peak_memory_MB']:.0f} MB", flush=True)
+    by_key = {row["key"]: row for row in rows}
+    ratio = None
+    if "adjoint" in by_key and "sequential" in by_key:
+        ratio = by_key["adjoint"]["step_s"] / by_key["sequential"]["step_s"]
+    out_dir = Path(args.out)
+    table = _markdown(rows, config, ratio)
+    _write_atomic(out_dir / "perf.json", json.dumps({"config": config, "results": rows, "ratio": ratio}, indent=2,
+                                                    default=str) + "\n")
+    _write_atomic(out_dir / "perf.md", table)
+    print(table)
+    print(f"wrote {out_dir / 'perf.json'} and {out_dir / 'perf.md'}")
+    print(f"ratio {ratio:.3f}" if ratio is not None else "ratio n/a (needs both 'sequential' and 'adjoint')")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``perf`` subcommand."""
+    parser = subparsers.add_parser(
+        "perf", help="time a training step of every time scheme (Table A2 layout)",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--basins", type=int, default=100, help="basins per batch (default 100)")
+    parser.add_argument("--days", type=int, default=730, help="days per sequence (default 730)")
+    parser.add_argument("--nmul", type=int, default=16, help="parallel components per basin (default 16)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant after a warm-up (default 3)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANT_KEYS), metavar="NAME",
+                        help=f"subset of: {', '.join(VARIANT_KEYS)}")
+    parser.add_argument("--raw-dir", type=Path, default=None, help="CAMELS-US folder (default: params.yaml data.raw_dir)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default reports/perf/)")
+    parser.set_defaults(func=run_perf)
