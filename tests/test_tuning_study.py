@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from benchmark.tuning.objective import FAIL_TRIALS_ENV
 from benchmark.tuning.study import storage_url
-from tests.training_fixtures import ci_data_dir  # noqa: F401 - fixture
+from tests.training_fixtures import ci_data_dir, ci_dataset  # noqa: F401 - fixtures
 from tests.tuning_fixtures import tune_params, write_tune_params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +166,19 @@ def test_explorer_study_then_adjoint_fine_tune_starts_from_the_best_network(tmp_
 
     _, summary = evaluate_model(fine, "dhbv_adj")
     assert summary["n_basins"] == 2
+
+
+def test_a_pruned_trial_stops_early_and_its_run_says_so(tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
+    from benchmark.tuning.objective import Objective
+
+    params = tune_params(tmp_path, ci_data_dir, experiment="tune-prune", epochs=3)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=10.0))
+    study.optimize(Objective(params, "dhbv", "pruned", None, ci_dataset), n_trials=1)
+
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1], "pruned after the first of three epochs"
+    run = MlflowClient(tracking_uri=mlflow_tracking_uri).get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["optuna.state"] == "PRUNED"
+    assert "objective" not in run.data.metrics

@@ -238,6 +238,9 @@ class Objective:
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("error", "interrupted (Ctrl-C / SIGINT); the study continues on the next run")
+            raise
         if pruned is not None:
             raise pruned
         return value

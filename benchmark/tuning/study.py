@@ -158,7 +158,11 @@ def _process_alive(pid: int) -> bool:
 
 
 def fail_dead_trials(study: Any) -> list[int]:
-    """Mark FAIL the RUNNING trials whose worker process on this host is gone; return their numbers."""
+    """Mark FAIL the RUNNING trials whose worker process on this host is gone; return their numbers.
+
+    Uses Optuna's storage API on the study's storage with the trials' storage ids (Optuna has
+    no public call to fail another process's trial; its heartbeat does the same once stale).
+    """
     from optuna.trial import TrialState
 
     host = socket.gethostname()
