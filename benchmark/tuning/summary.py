@@ -86,6 +86,7 @@ def history_figure(study: Any) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from optuna.trial import TrialState
 
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
@@ -103,6 +104,7 @@ def history_figure(study: Any) -> Any:
     if failed and values:
         ax.plot(failed, [min(values)] * len(failed), "x", color="grey", label="failed / pruned")
     ax.set_xlabel("trial number")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(str(study.user_attrs.get("metric", "objective")) + " (validation)")
     ax.set_title(f"optimization history: {study.study_name}")
     ax.legend(loc="best")
