@@ -90,6 +90,7 @@ def test_a_trial_trains_before_the_validation_period_with_its_hyperparameters(tm
     assert trial.active.hidden_size == 16 and trial.train.dropout == 0.2
     assert trial.train.dynamic_parameters == ["BETA"]
     assert trial.train.models_dir == out
+    assert validation_period(trial) == validation_period(params), "trials score the study's validation years"
     assert params.active.hidden_size == 8, "the study's configuration is left unchanged"
 
 

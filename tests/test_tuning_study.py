@@ -107,6 +107,8 @@ def test_interrupted_study_continues_and_records_a_failing_trial(tmp_path, ci_da
     assert best.data.metrics["objective"] == pytest.approx(study.best_value)
     assert len(client.get_metric_history(best.info.run_id, "val_KGE_median")) == 1
     assert float(best.data.params["hp.dropout"]) == pytest.approx(study.best_trial.params["dropout"])
+    assert best.data.params["validation"] == study.user_attrs["validation"] == "1994-10-01..1995-09-30"
+    assert best.data.params["train_period"] == "1990-10-01..1994-09-30"
     best_file = tmp_path / "tuning" / study_name / "best_params.yaml"
     assert best_file.is_file()
 

@@ -80,9 +80,11 @@ def trial_params(params: Params, hyperparams: dict[str, Any], out_dir: Path) -> 
     if params.tune.epochs is not None:
         train_updates["epochs"] = params.tune.epochs
     profile_updates = {"train": {"start": params.active.train.start, "end": training_end_before(period, params)}}
-    return apply_hyperparams(
+    trial = apply_hyperparams(
         params, hyperparams, source="the trial", profile_updates=profile_updates, train_updates=train_updates
     )
+    # pin the study's validation period: derived from the shortened training period it would move
+    return trial.model_copy(update={"tune": trial.tune.model_copy(update={"validation": period})})
 
 
 def aggregate_scores(values: np.ndarray, how: str) -> float:
