@@ -156,6 +156,20 @@ def test_bad_routing_and_initial_state_are_config_errors():
         simulate(f, params, scheme="sequential", initial_state=torch.zeros(N_BASINS, 4))
 
 
+@pytest.mark.parametrize("scheme", ["sequential", "implicit"])
+def test_unknown_solver_option_is_a_config_error_for_every_scheme(scheme):
+    with pytest.raises(ConfigError, match=r"unknown solver option\(s\) \['tolerance'\]"):
+        simulate(real_forcing(), mid_params(n_basins=N_BASINS), scheme=scheme, solver_options={"tolerance": 1e-6})
+
+
+def test_newton_options_are_accepted_and_ignored_by_the_non_implicit_schemes():
+    # the trainer passes the same solver options whatever the scheme
+    f, params = real_forcing(), mid_params(n_basins=N_BASINS)
+    plain = simulate(f, params, scheme="sequential")
+    with_newton = simulate(f, params, scheme="sequential", solver_options={"tol": 1e-6, "max_iter": 5})
+    torch.testing.assert_close(plain["Q"], with_newton["Q"], rtol=0, atol=0)
+
+
 # ---- registry ----------------------------------------------------------------------------
 
 

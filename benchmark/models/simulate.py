@@ -92,13 +92,23 @@ def _initial_state(initial_state: Any, n_basins: int, nmul: int, like: torch.Ten
 
 
 def _split_options(solver_options: Any) -> tuple[dict[str, Any], Any]:
-    """Split ``solver_options`` into the options of the simple schemes and the Newton options."""
+    """Split ``solver_options`` into the options of the simple schemes and the Newton options.
+
+    Every key must be a :class:`~benchmark.solvers.implicit.NewtonOptions` field or
+    ``compile``, whatever the scheme (a typo is an error, not a silently ignored option).
+    """
     if solver_options is None:
         return {}, None
     if dataclasses.is_dataclass(solver_options):
         return {"compile": getattr(solver_options, "compile", False)}, solver_options
     if not isinstance(solver_options, Mapping):
         raise ConfigError(f"simulate: solver_options must be a mapping or NewtonOptions, got {solver_options!r}")
+    from benchmark.solvers.implicit import NewtonOptions
+
+    known = {f.name for f in dataclasses.fields(NewtonOptions)} | set(_SIMPLE_OPTIONS)
+    unknown = sorted(set(solver_options) - known)
+    if unknown:
+        raise ConfigError(f"simulate: unknown solver option(s) {unknown}; known: {sorted(known)}")
     simple = {k: v for k, v in solver_options.items() if k in _SIMPLE_OPTIONS}
     return simple, dict(solver_options)
 
@@ -108,10 +118,6 @@ def _newton_options(newton: Any):
 
     if newton is None or isinstance(newton, NewtonOptions):
         return newton
-    known = {f.name for f in dataclasses.fields(NewtonOptions)}
-    unknown = sorted(set(newton) - known)
-    if unknown:
-        raise ConfigError(f"simulate: unknown solver option(s) {unknown}; known: {sorted(known)}")
     return NewtonOptions(**newton)
 
 
