@@ -170,6 +170,20 @@ def test_newton_options_are_accepted_and_ignored_by_the_non_implicit_schemes():
     torch.testing.assert_close(plain["Q"], with_newton["Q"], rtol=0, atol=0)
 
 
+def test_sequential_backward_switch_gives_the_same_gradients():
+    f = real_forcing()
+    grads = []
+    for manual in (True, False):
+        fc = torch.full((N_BASINS,), 400.0, dtype=torch.float64, requires_grad=True)
+        params = {**mid_params(n_basins=N_BASINS), "FC": fc}
+        out = simulate(f, params, scheme="sequential", routing=ROUTING, initial_state=torch.full((5,), 20.0),
+                       solver_options={"manual_backward": manual})
+        out["Q"].sum().backward()
+        grads.append(fc.grad)
+    assert float(grads[1].abs().min()) > 0.0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=0.0)
+
+
 # ---- registry ----------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ GRADIENTS: tuple[str, ...] = ("adjoint", "autograd")
 COMPONENT_FLUXES: tuple[str, ...] = ("Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary")
 """Daily fluxes returned as component means (mm/day)."""
 
-_SIMPLE_OPTIONS = ("compile",)
+_SIMPLE_OPTIONS = ("compile", "manual_backward")
 NEGATIVE_STORAGE_MM = 1e-6
 """Storages below minus this (mm) count as negative in the explicit schemes' stats."""
 
@@ -123,12 +123,13 @@ def _newton_options(newton: Any):
 
 def _integrate(scheme: str, x: Forcing, p: dict[str, torch.Tensor], S0: torch.Tensor, *,
                capillary_rise: bool, substeps: int, gradient: str, compile: bool,
-               newton: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+               manual_backward: bool, newton: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
     """States [T, B, nmul, 5], per-component daily fluxes [T, B, nmul] and solver stats."""
     if scheme == "sequential":
         from benchmark.solvers.sequential import integrate_sequential
 
-        states, fluxes = integrate_sequential(x, p, S0, capillary_rise=capillary_rise, compile=compile)
+        states, fluxes = integrate_sequential(x, p, S0, capillary_rise=capillary_rise, compile=compile,
+                                              manual_backward=manual_backward)
         return states, fluxes, {}
     if scheme in ("euler", "rk4"):
         from benchmark.solvers.explicit import integrate_explicit
@@ -196,8 +197,10 @@ def simulate(
     solver_options
         A mapping or :class:`benchmark.solvers.implicit.NewtonOptions`. The implicit scheme
         reads the Newton options (``tol``, ``rtol``, ``max_iter``, ...); the other schemes
-        read only ``compile`` (``torch.compile`` the per-day step, default off) and ignore
-        Newton settings.
+        read only ``compile`` (``torch.compile`` the per-day step, default off) and, for the
+        sequential scheme, ``manual_backward`` (default True: the whole sequence is one
+        autograd node with a hand-written reverse pass; False: autograd through the daily
+        loop — same values and gradients, slower), and ignore Newton settings.
 
     Returns
     -------
@@ -232,7 +235,8 @@ def simulate(
 
     states, fluxes, stats = _integrate(
         scheme, x, p, S0, capillary_rise=capillary_rise, substeps=substeps, gradient=gradient or "autograd",
-        compile=bool(simple.get("compile", False)), newton=newton,
+        compile=bool(simple.get("compile", False)), manual_backward=bool(simple.get("manual_backward", True)),
+        newton=newton,
     )
 
     # component means of every daily flux the scheme reports (COMPONENT_FLUXES at least)
