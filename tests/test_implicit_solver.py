@@ -132,6 +132,23 @@ def test_non_converged_days_are_counted_not_hidden() -> None:
     assert sum(stats["iterations_hist"]) == stats["n_system_days"] == 8 * x.P.shape[0]
 
 
+@pytest.mark.parametrize("nmul", [None, 3])
+def test_eliminated_newton_gives_the_full_newton_solution(nmul: int | None) -> None:
+    """Without capillary rise the piecewise-linear storages are solved exactly and Newton runs on
+    SM alone: the same states as Newton on all five storages, on days of snowfall, melt and
+    refreezing alike (float64, random parameters over their whole ranges)."""
+    x, p, S0 = _random_batch(n_basins=8, n_days=730, nmul=nmul, seed=3)
+    assert bool((x.T < p["TT"]).any()) and bool((x.T > p["TT"]).any())
+    # both converged far below the default tolerance, so that they can only differ by rounding
+    tight = 1e-11
+    reduced, stats_r = integrate_backward_euler(x, p, S0, capillary_rise=False, options=NewtonOptions(tol=tight))
+    full, stats_f = integrate_backward_euler(x, p, S0, capillary_rise=False,
+                                             options=NewtonOptions(tol=tight, eliminate=False))
+    assert stats_r["n_not_converged"] == stats_f["n_not_converged"] == 0
+    assert stats_r["max_residual"] <= tight
+    assert (reduced - full).abs().max().item() <= 1e-9
+
+
 def _random_batch(n_basins: int, n_days: int = 365, nmul: int | None = None, seed: int = 0):
     """The reference forcing scaled per basin, parameters drawn uniformly over their ranges."""
     g = torch.Generator().manual_seed(seed)
