@@ -121,6 +121,8 @@ def _physical(spec, static_u, dynamic_u, routing_u):
     params = {name: HBV_PARAMETERS[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
     params.update({name: HBV_PARAMETERS[name].scale(dynamic_u[..., i])
                    for i, name in enumerate(spec.dynamic_parameters)})
+    if static_u.shape[1] == 1:  # nmul == 1: simulate takes [B] / [T, B] without a component axis
+        params = {name: value.squeeze(-1) for name, value in params.items()}
     a = ROUTING_PARAMETERS["route_a"].scale(routing_u[:, 0])
     b = ROUTING_PARAMETERS["route_b"].scale(routing_u[:, 1])
     return params, (a, b)

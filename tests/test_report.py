@@ -102,6 +102,9 @@ def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_roo
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["profile"] = "ci"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    # the real `hbvbench perf` on a tiny batch: the cost columns of the Table A2 layout
+    assert cli_main(["perf", "--basins", "2", "--days", "60", "--nmul", "1", "--repeats", "1", "--threads", "1",
+                     "--variants", "sequential", "adjoint", "--out", str(root / "perf")]) == 0
     out = root / "out"
     code = cli_main(["--params", str(root / "params.yaml"), "report", "--eval-dir", str(root / "eval"),
                      "--baselines-dir", str(root / "baselines"), "--models-dir", str(root / "models"),
@@ -209,6 +212,19 @@ def test_signature_table_reports_na_without_modis_and_bfi_r_from_metrics_json(ci
     row = _md_row(ci_case["md"].read_text(encoding="utf-8").split("### Hydrological signatures")[1], "δHBV improved")
     assert row[2] == f"{summary['BFI_r']:.3f}"
     assert row[3] == "n/a" and row[4] == "0 of 4"
+
+
+def test_cost_table_takes_step_time_and_memory_from_hbvbench_perf(ci_case):
+    perf = json.loads((ci_case["root"] / "perf" / "perf.json").read_text())
+    by_key = {r["key"]: r for r in perf["results"]}
+    cost = ci_case["md"].read_text(encoding="utf-8").split("### Computational cost")[1]
+    sequential = _md_row(cost, "δHBV")
+    assert sequential[3] == f"{by_key['sequential']['peak_memory_MB']:.0f}"
+    assert sequential[4] == f"{by_key['sequential']['step_s']:.3f}"
+    assert _md_row(cost, "δHBV.adj")[4] == f"{by_key['adjoint']['step_s']:.3f}"
+    assert f"step-time ratio {perf['ratio']:.2f}" in cost
+    # a scheme that was measured but not trained has no medians; a trained one has them
+    assert _md_row(cost, "δHBV Euler 1 d")[3:5] == ["n/a", "n/a"]
 
 
 def test_provenance_names_commit_profile_and_date(ci_case, repo_root):

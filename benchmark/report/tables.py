@@ -11,7 +11,7 @@ from __future__ import annotations
 import html as html_lib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -352,39 +352,64 @@ def scheme_of(name: str) -> tuple[str, str]:
     return (scheme, step)
 
 
-def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, float]] | None = None) -> Table:
-    """Table A2 layout: scheme, time step, cost per batch (``hbvbench perf``) and medians.
+def _registry_gradient(name: str) -> str | None:
+    try:
+        from benchmark.models.registry import get_model_spec
 
-    Parameters
-    ----------
-    perf_lookup
-        ``name -> {"time_s": ..., "memory_mb": ...}`` from the perf results; default
-        :func:`perf_by_model` on ``inputs.perf``.
-    """
-    lookup = perf_lookup or (lambda name, _p=perf_by_model(inputs.perf): _p.get(name, {}))
-    basins = benchmark_basins(inputs)
-    rows, eligible = [], []
-    for result in ordered(m for m in inputs.models if m.name != "sacsma"):
-        scheme, step = scheme_of(result.name)
-        cost = lookup(result.name)
+        return get_model_spec(name).gradient
+    except Exception:  # noqa: BLE001 - not a registry model
+        return None
+
+
+def _cost_row(label: str, scheme: str, step: str, perf: dict[str, Any] | None, result: ModelResult | None,
+              basins: set[str]) -> list[Cell]:
+    perf = perf or {}
+    memory = _first_number(perf, ("peak_memory_MB", "peak_memory_mb", "memory_mb"))
+    step_s = _first_number(perf, ("step_s", "time_per_batch_s", "time_s"))
+    per_iteration = wall = peak = math.nan
+    med = dict.fromkeys(("NSE", "KGE", "lowRMSE", "peakRMSE"), math.nan)
+    if result is not None:
         on = scored_basins(result) & basins
-        med = {c: median_metric(result, c, on) for c in ("NSE", "KGE", "lowRMSE", "peakRMSE")}
-        wall = training_wall_time(result)
+        med = {c: median_metric(result, c, on) for c in med}
         per_iteration = training_seconds_per_iteration(result)
-        peak = result.run_metrics.get("train_peak_memory_mb", math.nan)
+        wall = training_wall_time(result)
         if not np.isfinite(wall):
             wall = result.run_metrics.get("train_wall_s", math.nan)
-        rows.append([
-            Cell(styles.label(result.name)), Cell(scheme), Cell(step),
-            Cell(fmt(cost.get("memory_mb"), 0), value=cost.get("memory_mb")),
-            Cell(fmt(cost.get("time_s"), 3), value=cost.get("time_s")),
-            Cell(fmt(per_iteration, 2), value=per_iteration),
-            Cell(fmt(peak, 0), value=peak),
-            Cell(fmt(wall, 1), value=wall),
-            Cell(fmt(med["NSE"], 3), value=med["NSE"]), Cell(fmt(med["KGE"], 3), value=med["KGE"]),
-            Cell(fmt(med["lowRMSE"], 3), value=med["lowRMSE"]), Cell(fmt(med["peakRMSE"], 3), value=med["peakRMSE"]),
-        ])
-        eligible.append(len(on) == len(basins))
+        peak = result.run_metrics.get("train_peak_memory_mb", math.nan)
+    return [
+        Cell(label), Cell(scheme), Cell(step),
+        Cell(fmt(memory, 0), value=memory), Cell(fmt(step_s, 3), value=step_s),
+        Cell(fmt(per_iteration, 2), value=per_iteration), Cell(fmt(peak, 0), value=peak), Cell(fmt(wall, 1), value=wall),
+        Cell(fmt(med["NSE"], 3), value=med["NSE"]), Cell(fmt(med["KGE"], 3), value=med["KGE"]),
+        Cell(fmt(med["lowRMSE"], 3), value=med["lowRMSE"]), Cell(fmt(med["peakRMSE"], 3), value=med["peakRMSE"]),
+    ]
+
+
+def cost_table(inputs: ReportInputs) -> Table:
+    """Table A2 layout: scheme, time step, cost per training step (``hbvbench perf``), our
+    training cost, and the medians of the trained model of that scheme.
+
+    One row per ``hbvbench perf`` variant (the implicit scheme twice: adjoint, and autograd
+    unrolled through Newton), then every trained model without a perf row. A perf row carries
+    a trained model's numbers only when the gradient method is the model's own.
+    """
+    basins = benchmark_basins(inputs)
+    trained = {m.name: m for m in inputs.models if m.name != "sacsma"}
+    rows, eligible, used = [], [], set()
+    for record in sorted(perf_records(inputs.perf), key=lambda r: styles.sort_key(str(r.get("model")))):
+        name = str(record.get("model"))
+        own = record.get("gradient") in (None, _registry_gradient(name))
+        result = trained.get(name) if own else None
+        label = styles.label(name) + ("" if own else f" ({record.get('gradient')} gradients)")
+        scheme = str(record.get("scheme_text") or scheme_of(name)[0])
+        step = str(record.get("time_step") or scheme_of(name)[1])
+        rows.append(_cost_row(label, scheme, step, record, result, basins))
+        eligible.append(result is not None and len(scored_basins(result) & basins) == len(basins))
+        used.add(name) if result is not None else None
+    for result in ordered(m for m in trained.values() if m.name not in used):
+        scheme, step = scheme_of(result.name)
+        rows.append(_cost_row(styles.label(result.name), scheme, step, None, result, basins))
+        eligible.append(len(scored_basins(result) & basins) == len(basins))
     for col, key in ((8, "NSE"), (9, "KGE"), (10, "lowRMSE"), (11, "peakRMSE")):
         mark_best(rows, col, HIGHER_IS_BETTER[key], eligible)
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile", rows)]
@@ -410,34 +435,36 @@ def cost_table(inputs: ReportInputs, perf_lookup: Callable[[str], dict[str, floa
     return Table("cost", "Computational cost (layout of Table A2)", COST_COLUMNS, groups, notes)
 
 
-def perf_by_model(perf: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Map model name -> {time_s, memory_mb} from ``hbvbench perf`` JSON results (later files win).
-
-    Accepts result records under ``results`` (or ``rows``) with a model name (``model``) and
-    time/memory fields in seconds / MB (``step_time_s``, ``time_per_batch_s``, ``time_s``;
-    ``peak_memory_mb``, ``memory_mb``, ``peak_mem_mb``).
-    """
-    out: dict[str, dict[str, float]] = {}
+def perf_records(perf: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The result rows of ``hbvbench perf`` JSON files (``{"config", "results", "ratio"}``),
+    one per variant ``key``; a later file replaces a variant measured in an earlier one."""
+    by_key: dict[str, dict[str, Any]] = {}
     for document in perf:
-        records = document.get("results") or document.get("rows") or []
-        for record in records if isinstance(records, list) else []:
-            if not isinstance(record, dict) or "model" not in record:
-                continue
-            time_s = _first_number(record, ("time_per_batch_s", "step_time_s", "time_s", "mean_step_s"))
-            memory = _first_number(record, ("peak_memory_mb", "memory_mb", "peak_mem_mb", "memory_MB"))
-            out[str(record["model"])] = {"time_s": time_s, "memory_mb": memory}
-    return out
+        for record in document.get("results") or []:
+            if isinstance(record, dict) and "model" in record:
+                by_key[str(record.get("key", record["model"]))] = record
+    return list(by_key.values())
 
 
 def perf_note(perf: list[dict[str, Any]]) -> str:
-    """A footnote saying where the cost numbers come from."""
+    """A footnote saying where the cost numbers come from and how they were measured."""
     if not perf:
-        return "Cost per batch: n/a — no `hbvbench perf` result in reports/perf/ (run `hbvbench perf`)."
+        return "Cost per step: n/a — no `hbvbench perf` result in reports/perf/ (run `hbvbench perf`)."
     latest = perf[-1]
-    keys = ("device", "batch_basins", "B", "T", "days", "nmul", "dtype")
-    setting = ", ".join(f"{k}={latest[k]}" for k in keys if k in latest)
-    return f"Cost per batch: one training step (forward + backward) from `hbvbench perf` ({latest.get('_file', '')}" + (
-        f"; {setting}" if setting else "") + ")."
+    config = latest.get("config") or {}
+    parts = [f"{config[k]} {label}" for k, label in (("basins", "basins"), ("days", "days"), ("nmul", "components"))
+             if k in config]
+    setting = ", ".join(parts)
+    device = " ".join(str(config[k]) for k in ("device", "device_name", "dtype") if config.get(k))
+    memory = next((r.get("memory_kind") for r in latest.get("results") or [] if r.get("memory_kind")), None)
+    ratio = latest.get("ratio")
+    text = (f"Memory / time per batch: one training step (forward + backward, median of the timed repeats) from "
+            f"`hbvbench perf` ({latest.get('_file', '')}): {setting}; {device}")
+    if memory:
+        text += f"; memory = {memory}"
+    if isinstance(ratio, (int, float)):
+        text += f"; adjoint / sequential step-time ratio {ratio:.2f} (paper, V100: 19.5 / 1.8 = 10.8)"
+    return text + "."
 
 
 def _first_number(record: dict[str, Any], keys: tuple[str, ...]) -> float:
