@@ -64,6 +64,9 @@ class ProfileConfig(_Strict):
     basins: list[str] | Literal["all"] = "all"
     train: Period
     test: Period
+    #: held-out period for the per-epoch validation loss (monitoring only: nothing is selected
+    #: on it); must overlap neither the training nor the test period; null: no validation curve
+    validation: Period | None = None
     warmup_days: int = 365
     epochs: int = 1
     batch_basins: int = 100
@@ -72,6 +75,17 @@ class ProfileConfig(_Strict):
     nmul: int = 16
     iterations_per_epoch: int | None = None
     seeds: list[int] = [111111]
+
+    @model_validator(mode="after")
+    def _validation_held_out(self) -> "ProfileConfig":
+        v = self.validation
+        if v is None:
+            return self
+        for name, period in (("training", self.train), ("test", self.test)):
+            if v.start <= period.end and period.start <= v.end:
+                raise ValueError(f"validation period {v.start}..{v.end} overlaps the {name} period "
+                                 f"{period.start}..{period.end}; it must be held out from both")
+        return self
 
     @field_validator("basins")
     @classmethod

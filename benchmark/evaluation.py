@@ -1,6 +1,6 @@
 """Scoring of a predictions file: per-basin metrics, BFI, ET NSE, summaries, metrics.json.
 
-Inputs are the predictions Dataset of INTERFACES.md (dims ``basin``, ``date`` over the test
+Inputs are the predictions Dataset of :func:`benchmark.training.evaluate.predictions_dataset` (dims ``basin``, ``date`` over the test
 period; ``qsim``, ``qobs`` mm/day; optional ``Q2`` and ``Q_unrouted`` for the baseflow index,
 ``ET`` for the ET score) and the processed CAMELS Dataset (``baseflow_index(basin)``,
 optional ``et_modis(basin, date)`` and ``et_window``).
@@ -262,7 +262,7 @@ def score_predictions(pred: xr.Dataset, dataset: xr.Dataset) -> tuple[pd.DataFra
     Parameters
     ----------
     pred : xarray.Dataset
-        Predictions file contents (INTERFACES.md): ``qsim``, ``qobs`` (basin, date) in mm/day,
+        Predictions file contents (``predictions.nc``): ``qsim``, ``qobs`` (basin, date) in mm/day,
         optional ``Q2`` + ``Q_unrouted`` and ``ET`` (mm/day).
     dataset : xarray.Dataset
         Processed CAMELS data with ``baseflow_index(basin)`` for every predicted basin and,

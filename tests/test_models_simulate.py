@@ -1,4 +1,4 @@
-"""The plain simulation API (docs: .notes/INTERFACES.md, "Simulation API") and the model registry."""
+"""The plain simulation API (benchmark.models.simulate) and the model registry."""
 
 from __future__ import annotations
 

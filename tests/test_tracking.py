@@ -30,7 +30,7 @@ BASIN = "01022500"
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpecLike:
-    """The fields of ``benchmark.models.registry.ModelSpec`` that tracking reads (INTERFACES.md)."""
+    """The fields of ``benchmark.models.registry.ModelSpec`` that tracking reads."""
 
     name: str
     scheme: str

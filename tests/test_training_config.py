@@ -61,3 +61,14 @@ def test_other_seeds_than_the_profiles_first_get_their_own_folders():
     assert model_dir(params, "dhbv") == model_dir(params, "dhbv", first)
     assert model_dir(params, "dhbv", first + 1) == model_dir(params, "dhbv") / f"seed_{first + 1}"
     assert eval_dir(params, "dhbv", first + 1).name == f"seed_{first + 1}"
+
+
+@pytest.mark.parametrize("period, overlapped", [({"start": "2000-01-01", "end": "2001-12-31"}, "test"),
+                                                ({"start": "1991-10-01", "end": "1992-09-30"}, "training")])
+def test_a_validation_period_inside_the_training_or_test_period_is_rejected(tmp_path, period, overlapped):
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["profiles"]["ci"]["validation"] = period
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=rf"profiles.ci.*overlaps the {overlapped} period"):
+        load_params(path)

@@ -56,6 +56,7 @@ def test_training_writes_checkpoint_log_and_tracked_run(uninterrupted, mlflow_tr
     assert {p.name for p in model_dir.iterdir()} >= {"checkpoint.pt", "normalization.json", "train_log.csv"}
     log = pd.read_csv(model_dir / "train_log.csv")
     assert log["epoch"].tolist() == [1, 2] and log["train_loss"].notna().all()
+    assert log["val_loss"].notna().all() and (log["val_loss"] > 0).all()
     assert load_checkpoint(model_dir / CHECKPOINT_NAME)["epoch"] == EPOCHS
 
     pred = xr.open_dataset(folder / "eval" / MODEL / "predictions.nc")
@@ -74,9 +75,34 @@ def test_training_writes_checkpoint_log_and_tracked_run(uninterrupted, mlflow_tr
     assert run.data.tags["model"] == MODEL and run.data.tags["scheme"] == "sequential"
     assert run.data.tags["profile"] == "ci"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")] == pytest.approx(
+        log["val_loss"].tolist())
     assert "test.NSE_median" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"per_basin_metrics.csv", "predictions.nc", "hydrographs.png", "metric_cdf.png"} <= artifacts
+
+
+def test_validation_loss_is_the_training_loss_over_the_held_out_period(uninterrupted, ci_dataset):
+    """The last epoch's val_loss = eq. 36 of the final network over the profile's validation
+    period (2000-10-01..2002-09-30 on ci: after the test period), recomputed independently."""
+    from benchmark.models.registry import get_model_spec
+    from benchmark.training.evaluate import predict
+    from benchmark.training.loss import rmse_combined_loss
+    from benchmark.training.normalization import NormalizationStats
+    from benchmark.training.trainer import build_model, day_index, select_basins, series_tensors
+
+    folder, params, result, _, _ = uninterrupted
+    period = params.active.validation
+    assert period is not None and period.start > params.active.test.end
+    stats = NormalizationStats.load(result.model_dir / "normalization.json")
+    data = series_tensors(select_basins(ci_dataset, params.active), stats, torch.device("cpu"), torch.float32)
+    model = build_model(get_model_spec(MODEL), params, stats.n_inputs)
+    model.network.load_state_dict(load_checkpoint(result.model_dir / CHECKPOINT_NAME)["model_state"])
+    start, end = day_index(data.dates, period.start, "v"), day_index(data.dates, period.end, "v")
+    series, _, _ = predict(model, data, start - params.train.test_warmup_days, start, end, chunk_basins=4)
+    expected = rmse_combined_loss(torch.as_tensor(series["Q"], dtype=torch.float32), data.qobs[start : end + 1])
+    assert result.history[-1]["val_loss"] == pytest.approx(float(expected), rel=1e-6)
+    assert result.history[-1]["val_loss"] != pytest.approx(result.history[-1]["train_loss"], rel=1e-3)
 
 
 def test_same_seed_gives_identical_weights_and_metrics(uninterrupted, tmp_path, ci_data_dir, ci_dataset):
@@ -116,6 +142,7 @@ def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_
     resumed = load_checkpoint(model_dir / CHECKPOINT_NAME)
     assert resumed["epoch"] == EPOCHS
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference.history]
+    assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in reference.history]
     _assert_same_weights(reference.model_dir, model_dir)
     from benchmark.config import load_params
 

@@ -37,7 +37,7 @@ def load_dataset(path: Path | str | None = None, params: Params | None = None) -
     -------
     xarray.Dataset
         Coordinates ``basin`` (8-digit str), ``date`` (datetime64[ns]), ``attribute``; the
-        float32 variables of ``.notes/INTERFACES.md`` (mm/day, degC, ...). The categorical
+        float32 variables of :func:`benchmark.data.prepare.build_dataset` (mm/day, degC, ...). The categorical
         attribute codes are in ``ds.attrs["category_codes"]`` (JSON).
 
     Raises

@@ -2,13 +2,14 @@
 
 Reads the basins and periods of the active profile of ``params.yaml`` and the ``data``
 section (raw folder, forcing product, optional MODIS folder, output folder), validates
-everything before writing anything, then writes the dataset described in
-``.notes/INTERFACES.md`` into a temporary folder that replaces ``data.processed_dir``
+everything before writing anything, then writes the dataset (:func:`build_dataset`)
+into a temporary folder that replaces ``data.processed_dir``
 in one rename, so a failed run leaves no partial output.
 
 Periods: the training period must lie inside every basin's forcing record (the training
 warm-up is the first ``warmup_days`` of each training window, as in the authors' code);
-the test period plus the ``warmup_days`` before it must lie inside it too.
+the test period plus the ``warmup_days`` before it, and the optional validation period,
+must lie inside it too.
 """
 
 from __future__ import annotations
@@ -90,10 +91,13 @@ def select_basins(raw_dir: Path, product: str, requested: Sequence[str] | str) -
 def required_windows(profile: ProfileConfig) -> dict[str, tuple[dt.date, dt.date]]:
     """The date ranges each basin's record must cover (see the module docstring)."""
     warmup = dt.timedelta(days=profile.warmup_days)
-    return {
+    windows = {
         "train": (profile.train.start, profile.train.end),
         f"test (with {profile.warmup_days}-day warm-up)": (profile.test.start - warmup, profile.test.end),
     }
+    if profile.validation is not None:
+        windows["validation"] = (profile.validation.start, profile.validation.end)
+    return windows
 
 
 def check_periods(basin: RawBasin, windows: dict[str, tuple[dt.date, dt.date]], profile_name: str) -> None:
@@ -144,7 +148,8 @@ def build_dataset(
     with_modis: bool,
     attribute_names: Sequence[str] = camels.TABLE_A1,
 ) -> tuple[xr.Dataset, dict[str, list[str]]]:
-    """Assemble the processed dataset (schema of INTERFACES.md) from validated basins."""
+    """Assemble the processed dataset from validated basins: series ``(basin, date)``, attributes
+    ``(basin, attribute)``, each variable with its ``units``."""
     ids = [b.gauge_id for b in basins]
     dates = basins[0].forcing.data.index
     for b in basins[1:]:
@@ -228,6 +233,8 @@ def build_manifest(
         "periods": {
             "train": {"start": str(profile.train.start), "end": str(profile.train.end)},
             "test": {"start": str(profile.test.start), "end": str(profile.test.end)},
+            "validation": None if profile.validation is None else
+            {"start": str(profile.validation.start), "end": str(profile.validation.end)},
             "warmup_days": profile.warmup_days,
         },
         "variables": {v: ds[v].attrs.get("units", "") for v in ds.data_vars},

@@ -2,7 +2,7 @@
 
 The trained network and HBV run over the test period with ``train.test_warmup_days`` (730)
 days prepended (clipped at the start of the data) so the storages spin up; only the test
-period is kept. The result is written as ``predictions.nc`` (``INTERFACES.md``: ``qsim``,
+period is kept. The result is written as ``predictions.nc`` (:func:`predictions_dataset`: ``qsim``,
 ``qobs``, ``Q_unrouted``, ``Q2``, ``ET`` over ``(basin, date)``, plus the learned parameters
 per basin as ``param_<NAME>`` — time mean over the test period and mean over the ``nmul``
 components — and ``route_a``/``route_b``) and scored with :mod:`benchmark.evaluation`:

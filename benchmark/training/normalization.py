@@ -125,7 +125,7 @@ def fit_normalization(ds: xr.Dataset, train_start: str, train_end: str) -> Norma
     Parameters
     ----------
     ds
-        The processed dataset (see ``INTERFACES.md``), already restricted to the training
+        The processed dataset (:func:`benchmark.data.prepare.build_dataset`), already restricted to the training
         basins.
     train_start, train_end
         ISO dates of the training period, both included. Nothing outside it is read.

@@ -11,10 +11,13 @@ One call of :func:`train_model` trains one (model, seed) of the active profile:
   (all randomness is restored; nothing depends on the total number of epochs);
 * a non-finite loss or gradient stops training with :class:`~benchmark.errors.TrainingError`
   naming the epoch and the basins of the batch;
+* after every epoch, the same loss on the profile's held-out ``validation`` period (all
+  basins, ``train.test_warmup_days`` of warm-up, network in eval mode) when one is set:
+  a monitoring curve, nothing is selected on it;
 * everything logged to one MLflow run per (model, seed) through :mod:`benchmark.tracking`.
 
 Outputs in ``<train.models_dir>/<model>/``: ``checkpoint.pt``, ``normalization.json``,
-``train_log.csv`` (epoch, train_loss, iterations, wall time).
+``train_log.csv`` (epoch, train_loss, val_loss, iterations, wall time).
 """
 
 from __future__ import annotations
@@ -194,6 +197,34 @@ def window_bounds(dates: pd.DatetimeIndex, profile: ProfileConfig) -> tuple[int,
     return first, last
 
 
+def validation_bounds(dates: pd.DatetimeIndex, params: Params) -> tuple[int, int, int] | None:
+    """First warm-up day, first and last day of the profile's validation period (None if unset).
+
+    The warm-up is ``train.test_warmup_days``, clipped at the start of the data, as for the test.
+    """
+    period = params.active.validation
+    if period is None:
+        return None
+    start = day_index(dates, period.start, "validation start")
+    end = day_index(dates, period.end, "validation end")
+    return max(0, start - params.train.test_warmup_days), start, end
+
+
+def validation_loss(model: DifferentiableHBV, data: SeriesTensors, bounds: tuple[int, int, int], *,
+                    alpha: float, chunk_basins: int) -> float:
+    """The training loss (eq. 36) of the whole validation period over all basins, eval mode.
+
+    Eval mode draws no dropout mask, so the random streams of training are left untouched
+    (a resumed run stays identical to an uninterrupted one).
+    """
+    from benchmark.training.evaluate import predict  # evaluate builds on this module
+
+    first, start, end = bounds
+    series, _, _ = predict(model, data, first, start, end, chunk_basins)
+    qsim = torch.as_tensor(series["Q"], dtype=data.qobs.dtype, device=data.qobs.device)
+    return float(rmse_combined_loss(qsim, data.qobs[start : end + 1], alpha=alpha))
+
+
 def gather(series: torch.Tensor, batch: Batch, length: int) -> torch.Tensor:
     """Windows ``[length, batch, ...]`` of ``series [days, basins, ...]`` at the batch's starts."""
     starts = torch.as_tensor(batch.sequence_start, device=series.device)
@@ -296,10 +327,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def write_train_log(history: list[dict[str, float]], path: Path) -> None:
     """The per-epoch loss curve as CSV (a DVC plot)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["epoch", "train_loss", "iterations", "epoch_wall_s"])
+    fields = ["epoch", "train_loss", "val_loss", "iterations", "epoch_wall_s"]
+    if not any("val_loss" in row for row in history):
+        fields.remove("val_loss")  # no validation period: no empty column
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for row in history:
-        writer.writerow({key: row[key] for key in writer.fieldnames})
+        writer.writerow({key: row.get(key, "") for key in fields})
     atomic_write_text(buffer.getvalue(), path)
 
 
@@ -514,6 +548,9 @@ def train_model(
     data = series_tensors(ds, stats, device, dtype)
     first, last = window_bounds(data.dates, profile)
     check_forcing(data, first - profile.warmup_days, last + profile.window_days - 1, "training period and its warm-up")
+    val_bounds = validation_bounds(data.dates, params)
+    if val_bounds is not None:
+        check_forcing(data, val_bounds[0], val_bounds[2], "validation period and its warm-up")
     n_days = day_index(data.dates, profile.train.end, "training end") - day_index(data.dates, profile.train.start, "training start") + 1
     n_iterations = profile.iterations_per_epoch or iterations_per_epoch(
         profile.batch_basins, profile.window_days, len(data.basins), n_days
@@ -559,7 +596,11 @@ def train_model(
                 epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
                 window_days=profile.window_days, alpha=params.train.alpha, progress=progress,
             )
-            record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations, "epoch_wall_s": time.perf_counter() - tic}
+            record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations}
+            if val_bounds is not None:
+                record["val_loss"] = validation_loss(model, data, val_bounds, alpha=params.train.alpha,
+                                                     chunk_basins=max(1, profile.batch_basins))
+            record["epoch_wall_s"] = time.perf_counter() - tic
             state.epoch = epoch
             state.history.append(record)
             network = getattr(model.network, "_orig_mod", model.network)
@@ -639,7 +680,7 @@ class _TrackedTraining:
             return
         import mlflow
 
-        metrics = {"train_loss": record["train_loss"], "epoch_wall_s": record["epoch_wall_s"]}
+        metrics = {k: record[k] for k in ("train_loss", "val_loss", "epoch_wall_s") if k in record}
         metrics.update({f"train_solver_{k}": v for k, v in solver_stats.items()})
         mlflow.log_metrics(metrics, step=epoch)
 

@@ -79,7 +79,9 @@ def trial_params(params: Params, hyperparams: dict[str, Any], out_dir: Path) -> 
     train_updates: dict[str, Any] = {"models_dir": out_dir}
     if params.tune.epochs is not None:
         train_updates["epochs"] = params.tune.epochs
-    profile_updates = {"train": {"start": params.active.train.start, "end": training_end_before(period, params)}}
+    # the trial's score is its validation metric; the profile's monitoring curve would only cost time
+    profile_updates = {"train": {"start": params.active.train.start, "end": training_end_before(period, params)},
+                       "validation": None}
     trial = apply_hyperparams(
         params, hyperparams, source="the trial", profile_updates=profile_updates, train_updates=train_updates
     )
