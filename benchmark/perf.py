@@ -37,6 +37,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("reports/perf")
 START_DATE = "1980-10-01"
+WARMUP_STEPS = 3
+"""Untimed steps before the timed ones: on CPU the first two steps of a process run up to twice
+as slow as the later ones (memory first touched), more so for the sequential scheme."""
 INITIAL_STORAGE_MM = 0.001
 """Every storage starts at 0.001 mm, the authors' default (an empty soil gives the sequential
 scheme's (SM/FC)^BETA a 0 * log 0 gradient)."""
@@ -141,7 +144,7 @@ def _rss_mb() -> float:
 
 
 def _measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Time ``job["repeats"]`` training steps of one variant (after one untimed warm-up step)."""
+    """Time ``job["repeats"]`` training steps of one variant (after WARMUP_STEPS untimed ones)."""
     import torch
 
     from benchmark.models.registry import get_model_spec
@@ -166,10 +169,11 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def step() -> tuple[float, float, dict]:
+    def step() -> tuple[float, float, float, dict]:
         for leaf in leaves:
             leaf.grad = None
         sync()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         params, routing = _physical(spec, *leaves)
         out = simulate(forcing, params, routing=routing, **options)
@@ -179,19 +183,22 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         loss.backward()
         sync()
         t2 = time.perf_counter()
+        cpu = time.process_time() - c0
         if not all(leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) for leaf in leaves[:2]):
             raise RuntimeError(f"{job['key']}: non-finite or missing gradient")
-        return t1 - t0, t2 - t1, out["stats"]
+        return t1 - t0, t2 - t1, cpu, out["stats"]
 
     rss_before = _rss_mb()  # inputs are built; the peak over the steps is measured from here
-    step()  # warm-up (and compilation when --compile)
+    for _ in range(WARMUP_STEPS):  # allocator, caches (and compilation when --compile)
+        step()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    forward, backward, stats = [], [], {}
+    forward, backward, cpu, stats = [], [], [], {}
     for _ in range(job["repeats"]):
-        f, b, stats = step()
+        f, b, c, stats = step()
         forward.append(f)
         backward.append(b)
+        cpu.append(c)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
         memory_kind = "CUDA max_memory_allocated"
@@ -203,6 +210,8 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         "key": job["key"],
         "step_s": statistics.median(totals),
         "step_s_all": totals,
+        "cpu_s": statistics.median(cpu),
+        "cpu_s_all": cpu,
         "forward_s": statistics.median(forward),
         "backward_s": statistics.median(backward),
         "peak_memory_MB": peak_mb,
@@ -228,13 +237,15 @@ def _published() -> dict[str, dict]:
 
 def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
     published = _published()
+    rounds = int(config.get("rounds", 1))
+    rounds_text = f"(medians over {rounds} interleaved rounds) " if rounds > 1 else ""
     lines = [
         f"# Training-step cost per batch (Table A2 layout)",
         "",
         f"B = {config['basins']} basins, T = {config['days']} days, nmul = {config['nmul']}, "
         f"{config['dtype']}, device {config['device']} ({config['device_name']}), "
         f"{config['threads']} threads, compile {config['compile']}, median of {config['repeats']} steps "
-        f"after one warm-up step. Paper: Song et al. (2024) Table A2, Tesla V100.",
+        f"{rounds_text}after {WARMUP_STEPS} warm-up steps. Paper: Song et al. (2024) Table A2, Tesla V100.",
         "",
         "| Model | Numerical scheme | Time step | Memory usage per batch (MB) | Computational time per batch (s) "
         "| forward (s) | backward (s) | Paper memory (MB) | Paper time (s) |",
@@ -266,6 +277,71 @@ def _write_atomic(path: Path, text: str) -> None:
 # ----------------------------------------------------------------------------- command
 
 
+def perf_config(raw_dir: Path, *, basins: int, days: int, nmul: int, dtype: str = "float32", device: str = "cpu",
+                threads: int = 0, repeats: int = 3, rounds: int = 1, compile_: bool = False, seed: int = 0
+                ) -> dict[str, Any]:
+    """The measurement setting recorded with every result (``threads`` 0: torch's default)."""
+    import torch
+
+    return {
+        "basins": basins, "days": days, "nmul": nmul, "dtype": dtype, "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda")
+        else (platform.processor() or platform.machine()),
+        "threads": threads or torch.get_num_threads(), "repeats": repeats, "rounds": rounds, "compile": compile_, "seed": seed,
+        "raw_dir": str(raw_dir), "start": START_DATE, "torch": torch.__version__,
+    }
+
+
+def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) -> tuple[list[dict], float | None]:
+    """Time the variants ``keys`` (each in its own spawned process) under ``config``.
+
+    ``config`` holds ``basins``, ``days``, ``nmul``, ``dtype``, ``device``, ``threads``,
+    ``repeats``, ``rounds``, ``compile``, ``seed`` and ``raw_dir``. With ``rounds > 1`` every variant is
+    measured once per round, the variants interleaved, so that a slow spell of a shared
+    machine hits all of them alike; a row's times are then the medians over the rounds.
+
+    Returns
+    -------
+    rows
+        One per variant: the variant's fields and its timings, memory and solver stats.
+    ratio
+        Median over the rounds of (adjoint step time / sequential step time), both measured
+        in the same round; None unless both variants were measured.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    rounds = int(config.get("rounds", 1))
+    selected = [v for v in VARIANTS if v.key in keys]
+    measured: dict[str, list[dict]] = {v.key: [] for v in selected}
+    for round_ in range(rounds):
+        for variant in selected:
+            job = {**config, "key": variant.key, "model": variant.model, "gradient": variant.gradient}
+            label = f" round {round_ + 1}/{rounds}" if rounds > 1 else ""
+            print(f"perf: {variant.key} ({variant.model}, {variant.gradient}){label} ...", flush=True)
+            with ctx.Pool(1) as pool:
+                result = pool.apply(_measure, (job,))
+            measured[variant.key].append(result)
+            print(f"perf: {variant.key}: {result['step_s']:.3f} s/step (forward {result['forward_s']:.3f}, "
+                  f"backward {result['backward_s']:.3f}), {result['peak_memory_MB']:.0f} MB", flush=True)
+    rows = [{**v.__dict__, **_combine_rounds(measured[v.key])} for v in selected]
+    ratio = None
+    if measured.get("adjoint") and measured.get("sequential"):
+        ratio = statistics.median(a["step_s"] / s["step_s"] for a, s in zip(measured["adjoint"], measured["sequential"]))
+    return rows, ratio
+
+
+def _combine_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's result over several rounds: median times, largest memory, all step times."""
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[-1])
+    for key in ("step_s", "forward_s", "backward_s"):
+        out[key] = statistics.median(r[key] for r in results)
+    out["peak_memory_MB"] = max(r["peak_memory_MB"] for r in results)
+    out["step_s_all"] = [t for r in results for t in r["step_s_all"]]
+    out["rounds"] = len(results)
+    return out
+
+
 def run_perf(args: argparse.Namespace) -> int:
     """Measure every requested variant, write ``perf.json`` / ``perf.md``, print ``ratio <x>`` last."""
     import torch
@@ -273,7 +349,7 @@ def run_perf(args: argparse.Namespace) -> int:
     from benchmark.config import DEFAULT_PARAMS, load_params, resolve_path
     from benchmark.errors import ConfigError
 
-    for name in ("basins", "days", "nmul", "repeats"):
+    for name in ("basins", "days", "nmul", "repeats", "rounds"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -284,30 +360,11 @@ def run_perf(args: argparse.Namespace) -> int:
     raw_dir = args.raw_dir
     if raw_dir is None:
         raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
-    threads = args.threads or torch.get_num_threads()
-    config = {
-        "basins": args.basins, "days": args.days, "nmul": args.nmul, "dtype": args.dtype, "device": args.device,
-        "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-        else (platform.processor() or platform.machine()),
-        "threads": threads, "repeats": args.repeats, "compile": bool(args.compile), "seed": args.seed,
-        "raw_dir": str(raw_dir), "start": START_DATE, "torch": torch.__version__,
-    }
-    selected = [v for v in VARIANTS if v.key in args.variants]
-    ctx = multiprocessing.get_context("spawn")
-    rows = []
-    for variant in selected:
-        job = {**config, "key": variant.key, "model": variant.model, "gradient": variant.gradient}
-        print(f"perf: {variant.key} ({variant.model}, {variant.gradient}) ...", flush=True)
-        with ctx.Pool(1) as pool:
-            result = pool.apply(_measure, (job,))
-        row = {**variant.__dict__, **result}
-        rows.append(row)
-        print(f"perf: {variant.key}: {row['step_s']:.3f} s/step (forward {row['forward_s']:.3f}, "
-              f"backward {row['backward_s']:.3f}), {row['peak_memory_MB']:.0f} MB", flush=True)
-    by_key = {row["key"]: row for row in rows}
-    ratio = None
-    if "adjoint" in by_key and "sequential" in by_key:
-        ratio = by_key["adjoint"]["step_s"] / by_key["sequential"]["step_s"]
+    config = perf_config(raw_dir, basins=args.basins, days=args.days, nmul=args.nmul, dtype=args.dtype,
+                         device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
+                         compile_=bool(args.compile),
+                         seed=args.seed)
+    rows, ratio = measure_variants(config, args.variants)
     out_dir = Path(args.out)
     table = _markdown(rows, config, ratio)
     _write_atomic(out_dir / "perf.json", json.dumps({"config": config, "results": rows, "ratio": ratio}, indent=2,
@@ -330,7 +387,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nmul", type=int, default=16, help="parallel components per basin (default 16)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant after a warm-up (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant after the warm-up steps (default 3)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, interleaved; the ratio is the median "
+                             "of the per-round ratios (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
     parser.add_argument("--variants", nargs="+", default=list(VARIANT_KEYS), metavar="NAME",
