@@ -55,3 +55,43 @@ def test_negative_simulated_flow_keeps_the_loss_finite():
     loss = rmse_combined_loss(qsim, torch.tensor([0.2, 1.0]))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(qsim.grad).all()
+
+
+def test_sharded_loss_gives_the_pooled_loss_and_its_gradient():
+    """Two shards of a minibatch (as two DDP processes would hold): the summed sums give the
+    pooled loss, and the shards' surrogate gradients, averaged as DDP averages, equal the
+    gradient of the pooled loss (masking included)."""
+    from benchmark.training.loss import sharded_rmse_combined_loss, squared_error_sums
+
+    g_ = torch.Generator().manual_seed(0)
+    qsim = (torch.rand(30, 4, generator=g_, dtype=torch.float64) * 5).requires_grad_()
+    qobs = torch.rand(30, 4, generator=g_, dtype=torch.float64) * 5
+    qobs[3:9, 1] = float("nan")
+    pooled = rmse_combined_loss(qsim, qobs, alpha=0.25)
+    (expected,) = torch.autograd.grad(pooled, qsim)
+
+    shards = [slice(0, 2), slice(2, 4)]
+    totals = sum(squared_error_sums(qsim.detach()[:, s], qobs[:, s]) for s in shards)
+
+    def reduce_sum(t: torch.Tensor) -> None:  # the other shard's sums, as all_reduce would add them
+        t.copy_(totals)
+
+    grad = torch.zeros_like(qsim)
+    for s in shards:
+        loss, surrogate = sharded_rmse_combined_loss(qsim[:, s], qobs[:, s], reduce_sum, 2, alpha=0.25)
+        assert math.isclose(float(loss), float(pooled), rel_tol=1e-12)
+        (part,) = torch.autograd.grad(surrogate, qsim)
+        grad += part / 2  # DDP averages over the processes
+    assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_sharded_loss_on_one_process_is_the_plain_loss():
+    from benchmark.training.loss import sharded_rmse_combined_loss
+
+    qsim = torch.tensor([[1.0, 4.0], [0.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    qobs = torch.tensor([[2.0, 4.0], [1.0, 0.5]], dtype=torch.float64)
+    loss, surrogate = sharded_rmse_combined_loss(qsim, qobs, lambda t: None, 1)
+    assert math.isclose(float(loss), float(rmse_combined_loss(qsim, qobs)), rel_tol=1e-12)
+    (a,) = torch.autograd.grad(surrogate, qsim)
+    (b,) = torch.autograd.grad(rmse_combined_loss(qsim, qobs), qsim)
+    assert torch.allclose(a, b, rtol=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from benchmark.config import load_params
 
@@ -23,8 +24,11 @@ def _train(args: argparse.Namespace) -> int:
 
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
     result = train_model(
-        params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, init_from=args.init_from
+        params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, init_from=args.init_from,
+        distributed_run=args.distributed,
     )
+    if args.distributed and os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for the job
     last = result.history[-1]["train_loss"] if result.history else float("nan")
     print(f"trained {result.model} (seed {result.seed}) for {result.epochs} epochs: final train loss {last:.4f} -> {result.model_dir}")
     return 0
@@ -53,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--hyperparams", default=None, metavar="FILE",
         help="YAML of hyperparameters (e.g. the best_params.yaml of `hbvbench tune`) overriding params.yaml",
+    )
+    train.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training under torchrun (DistributedDataParallel, gloo on CPU / nccl on GPU): "
+             "torchrun --nnodes N --nproc-per-node M -m benchmark.cli train --model NAME --distributed",
     )
     train.set_defaults(func=_train)
 

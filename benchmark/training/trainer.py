@@ -41,7 +41,9 @@ from tqdm.auto import tqdm
 
 from benchmark.config import Params, ProfileConfig, resolve_path
 from benchmark.errors import ConfigError, DataError, HbvbenchError, TrainingError
-from benchmark.training.loss import rmse_combined_loss
+from benchmark.training import distributed
+from benchmark.training.distributed import SINGLE, Ranks
+from benchmark.training.loss import rmse_combined_loss, sharded_rmse_combined_loss
 from benchmark.training.network import DifferentiableHBV
 from benchmark.training.normalization import FORCING_VARIABLES, NormalizationStats, fit_normalization, normalized_inputs
 from benchmark.training.sampler import Batch, WindowSampler, iterations_per_epoch
@@ -417,15 +419,21 @@ def run_epoch(
     window_days: int,
     alpha: float,
     progress: bool,
+    ranks: Ranks = SINGLE,
 ) -> tuple[float, dict[str, float]]:
-    """One epoch of minibatch updates; returns the mean batch loss and summed solver stats."""
+    """One epoch of minibatch updates; returns the mean batch loss and summed solver stats.
+
+    Under ``torchrun`` (``ranks.enabled``) each rank simulates its share of every minibatch's
+    basins and the loss is that of the whole minibatch (:mod:`benchmark.training.distributed`);
+    the solver stats are this rank's.
+    """
     model.train()
     length = warmup_days + window_days
     losses: list[torch.Tensor] = []
     solver_totals: dict[str, float] = {}
     bar = tqdm(range(n_iterations), desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
     for iteration in bar:
-        batch = sampler.sample()
+        batch = distributed.shard(sampler.sample(), ranks)
         names = [data.basins[i] for i in batch.basins]
         optimizer.zero_grad(set_to_none=True)
         try:
@@ -433,12 +441,16 @@ def run_epoch(
         except HbvbenchError as exc:
             raise TrainingError(f"epoch {epoch}, batch {iteration + 1}: simulation failed for basins {names}: {exc}") from exc
         qobs = gather(data.qobs, batch, length)[warmup_days:]
-        loss = rmse_combined_loss(out["Q"][warmup_days:], qobs, alpha=alpha)
+        if ranks.enabled:
+            loss, objective = sharded_rmse_combined_loss(out["Q"][warmup_days:], qobs, distributed.all_reduce_sum,
+                                                         ranks.world_size, alpha=alpha)
+        else:
+            loss = objective = rmse_combined_loss(out["Q"][warmup_days:], qobs, alpha=alpha)
         if not bool(torch.isfinite(loss)):
             raise TrainingError(
                 f"non-finite loss ({float(loss.detach())}) in epoch {epoch}, batch {iteration + 1}/{n_iterations}; basins {names}"
             )
-        loss.backward()
+        objective.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if grads and not bool(torch.isfinite(torch.stack([g.abs().max() for g in grads])).all()):
             raise TrainingError(
@@ -483,6 +495,7 @@ def train_model(
     dataset: xr.Dataset | None = None,
     track: bool = True,
     on_epoch_end: EpochCallback | None = None,
+    distributed_run: bool = False,
 ) -> TrainResult:
     """Train one (model, seed) of the active profile.
 
@@ -506,6 +519,9 @@ def train_model(
         Log to MLflow (``benchmark.tracking``).
     on_epoch_end
         Called with ``(epoch, record)`` after each epoch's checkpoint is written.
+    distributed_run
+        Join the ``torchrun`` job this process belongs to and train data-parallel
+        (:mod:`benchmark.training.distributed`); only rank 0 writes files and tracks.
 
     Returns
     -------
@@ -545,90 +561,102 @@ def train_model(
     profile = params.active
     stats = fit_normalization(ds, str(profile.train.start), str(profile.train.end))
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
-    data = series_tensors(ds, stats, device, dtype)
-    first, last = window_bounds(data.dates, profile)
-    check_forcing(data, first - profile.warmup_days, last + profile.window_days - 1, "training period and its warm-up")
-    val_bounds = validation_bounds(data.dates, params)
-    if val_bounds is not None:
-        check_forcing(data, val_bounds[0], val_bounds[2], "validation period and its warm-up")
-    n_days = day_index(data.dates, profile.train.end, "training end") - day_index(data.dates, profile.train.start, "training start") + 1
-    n_iterations = profile.iterations_per_epoch or iterations_per_epoch(
-        profile.batch_basins, profile.window_days, len(data.basins), n_days
-    )
-    fingerprint = setup_fingerprint(params, spec, seed, data.basins, n_iterations)
+    with distributed.session(device, enabled=distributed_run) as (ranks, device):
+        track = track and ranks.is_main
+        data = series_tensors(ds, stats, device, dtype)
+        first, last = window_bounds(data.dates, profile)
+        check_forcing(data, first - profile.warmup_days, last + profile.window_days - 1, "training period and its warm-up")
+        val_bounds = validation_bounds(data.dates, params)
+        if val_bounds is not None:
+            check_forcing(data, val_bounds[0], val_bounds[2], "validation period and its warm-up")
+        n_days = (day_index(data.dates, profile.train.end, "training end")
+                  - day_index(data.dates, profile.train.start, "training start") + 1)
+        n_iterations = profile.iterations_per_epoch or iterations_per_epoch(
+            profile.batch_basins, profile.window_days, len(data.basins), n_days
+        )
+        fingerprint = setup_fingerprint(params, spec, seed, data.basins, n_iterations)
+        distributed.check_batch(profile.batch_basins, len(data.basins), ranks)
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(seed)
-    model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
-    if init_source is not None:
-        init_source.load_into(model)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=params.train.learning_rate)
-    sampler = WindowSampler(len(data.basins), first, last, profile.batch_basins, profile.warmup_days, seed)
-    state = TrainState()
-    if ckpt is not None:
-        if ckpt["setup"] != fingerprint:
-            diff = sorted(k for k in fingerprint if ckpt["setup"].get(k) != fingerprint[k])
-            raise ConfigError(f"--resume: checkpoint {ckpt_path} was trained with a different setup ({diff})")
-        model.network.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        sampler.load_state_dict(ckpt["sampler_state"])
-        _restore_rng_states(ckpt["rng_states"], device)
-        state = TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt.get("mlflow_run_id"))
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    stats.save(out_dir / NORMALIZATION_NAME)
-    if params.train.compile:
-        model.network = torch.compile(model.network)  # type: ignore[assignment]
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(seed)
+        model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
+        if init_source is not None:
+            init_source.load_into(model)
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=params.train.learning_rate)
+        sampler = WindowSampler(len(data.basins), first, last, profile.batch_basins, profile.warmup_days, seed)
+        state = TrainState()
+        if ckpt is not None:
+            if ckpt["setup"] != fingerprint:
+                diff = sorted(k for k in fingerprint if ckpt["setup"].get(k) != fingerprint[k])
+                raise ConfigError(f"--resume: checkpoint {ckpt_path} was trained with a different setup ({diff})")
+            model.network.load_state_dict(ckpt["model_state"])
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+            sampler.load_state_dict(ckpt["sampler_state"])
+            _restore_rng_states(ckpt["rng_states"], device)
+            state = TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt.get("mlflow_run_id"))
+        elif ranks.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if ranks.is_main:
+            stats.save(out_dir / NORMALIZATION_NAME)
+        model.network = distributed.wrap(model.network, ranks, device)  # type: ignore[assignment]
+        if params.train.compile:
+            model.network = torch.compile(model.network)  # type: ignore[assignment]
 
-    context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
-    started = time.perf_counter()
-    with context as tracker:
-        if init_source is not None and track:  # lineage of an explorer -> fine-tune run
-            import mlflow
+        context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
+        started = time.perf_counter()
+        with context as tracker:
+            if init_source is not None and track:  # lineage of an explorer -> fine-tune run
+                import mlflow
 
-            mlflow.set_tags(init_source.tags)
-        progress = show_progress()
-        epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress, unit="epoch")
-        for epoch in epoch_bar:
-            tic = time.perf_counter()
-            loss, solver_stats = run_epoch(
-                model, optimizer, sampler, data,
-                epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
-                window_days=profile.window_days, alpha=params.train.alpha, progress=progress,
-            )
-            record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations}
-            if val_bounds is not None:
-                record["val_loss"] = validation_loss(model, data, val_bounds, alpha=params.train.alpha,
-                                                     chunk_basins=max(1, profile.batch_basins))
-            record["epoch_wall_s"] = time.perf_counter() - tic
-            state.epoch = epoch
-            state.history.append(record)
-            network = getattr(model.network, "_orig_mod", model.network)
-            atomic_torch_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "model": model_name,
-                    "seed": seed,
-                    "epoch": epoch,
-                    "setup": fingerprint,
-                    "n_inputs": stats.n_inputs,
-                    "model_state": network.state_dict(),
-                    "optimizer_state": optimizer.state_dict(),
-                    "sampler_state": sampler.state_dict(),
-                    "rng_states": _rng_states(device),
-                    "history": state.history,
-                    "mlflow_run_id": state.mlflow_run_id,
-                },
-                ckpt_path,
-            )
-            write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
-            tracker.log_epoch(epoch, record, solver_stats)
-            epoch_bar.set_postfix(loss=f"{loss:.4f}")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, record)
-        wall = time.perf_counter() - started
-        tracker.log_final(wall, peak_memory_mb(device), out_dir)
-    return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
+                mlflow.set_tags(init_source.tags)
+            if track and ranks.enabled:
+                import mlflow
+
+                mlflow.set_tags({"distributed_world_size": str(ranks.world_size), "distributed_backend": "gloo"
+                                 if device.type == "cpu" else "nccl"})
+            progress = show_progress()
+            epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress, unit="epoch")
+            for epoch in epoch_bar:
+                tic = time.perf_counter()
+                loss, solver_stats = run_epoch(
+                    model, optimizer, sampler, data,
+                    epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
+                    window_days=profile.window_days, alpha=params.train.alpha, progress=progress, ranks=ranks,
+                )
+                record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations}
+                if val_bounds is not None and ranks.is_main:
+                    record["val_loss"] = validation_loss(model, data, val_bounds, alpha=params.train.alpha,
+                                                         chunk_basins=max(1, profile.batch_basins))
+                record["epoch_wall_s"] = time.perf_counter() - tic
+                state.epoch = epoch
+                state.history.append(record)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, record)
+                if not ranks.is_main:
+                    continue
+                atomic_torch_save(
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "model": model_name,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "setup": fingerprint,
+                        "n_inputs": stats.n_inputs,
+                        "model_state": distributed.unwrap(model.network).state_dict(),
+                        "optimizer_state": optimizer.state_dict(),
+                        "sampler_state": sampler.state_dict(),
+                        "rng_states": _rng_states(device),
+                        "history": state.history,
+                        "mlflow_run_id": state.mlflow_run_id,
+                    },
+                    ckpt_path,
+                )
+                write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
+                tracker.log_epoch(epoch, record, solver_stats)
+                epoch_bar.set_postfix(loss=f"{loss:.4f}")
+            wall = time.perf_counter() - started
+            tracker.log_final(wall, peak_memory_mb(device), out_dir)
+        return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
 
 
 # ----------------------------------------------------------------------------- tracking glue
