@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmark.report.commands",
     "baselines.commands",
     "benchmark.perf",
+    "benchmark.regression.commands",
 )
 
 
