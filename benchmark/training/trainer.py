@@ -518,7 +518,8 @@ def train_model(
     track
         Log to MLflow (``benchmark.tracking``).
     on_epoch_end
-        Called with ``(epoch, record)`` after each epoch's checkpoint is written.
+        Called with ``(epoch, record)`` after each epoch's checkpoint is written (on every
+        rank under ``distributed_run``; rank 0 writes the checkpoint).
     distributed_run
         Join the ``torchrun`` job this process belongs to and train data-parallel
         (:mod:`benchmark.training.distributed`); only rank 0 writes files and tracks.
@@ -630,30 +631,29 @@ def train_model(
                 record["epoch_wall_s"] = time.perf_counter() - tic
                 state.epoch = epoch
                 state.history.append(record)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, record)
-                if not ranks.is_main:
-                    continue
-                atomic_torch_save(
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "model": model_name,
-                        "seed": seed,
-                        "epoch": epoch,
-                        "setup": fingerprint,
-                        "n_inputs": stats.n_inputs,
-                        "model_state": distributed.unwrap(model.network).state_dict(),
-                        "optimizer_state": optimizer.state_dict(),
-                        "sampler_state": sampler.state_dict(),
-                        "rng_states": _rng_states(device),
-                        "history": state.history,
-                        "mlflow_run_id": state.mlflow_run_id,
-                    },
-                    ckpt_path,
-                )
-                write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
-                tracker.log_epoch(epoch, record, solver_stats)
+                if ranks.is_main:  # one writer of the job's files and run
+                    atomic_torch_save(
+                        {
+                            "format": CHECKPOINT_FORMAT,
+                            "model": model_name,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "setup": fingerprint,
+                            "n_inputs": stats.n_inputs,
+                            "model_state": distributed.unwrap(model.network).state_dict(),
+                            "optimizer_state": optimizer.state_dict(),
+                            "sampler_state": sampler.state_dict(),
+                            "rng_states": _rng_states(device),
+                            "history": state.history,
+                            "mlflow_run_id": state.mlflow_run_id,
+                        },
+                        ckpt_path,
+                    )
+                    write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
+                    tracker.log_epoch(epoch, record, solver_stats)
                 epoch_bar.set_postfix(loss=f"{loss:.4f}")
+                if on_epoch_end is not None:  # the epoch's checkpoint is on disk
+                    on_epoch_end(epoch, record)
             wall = time.perf_counter() - started
             tracker.log_final(wall, peak_memory_mb(device), out_dir)
         return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
