@@ -28,7 +28,6 @@ import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +239,7 @@ def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
     rounds = int(config.get("rounds", 1))
     rounds_text = f"(medians over {rounds} interleaved rounds) " if rounds > 1 else ""
     lines = [
-        f"# Training-step cost per batch (Table A2 layout)",
+        "# Training-step cost per batch (Table A2 layout)",
         "",
         f"B = {config['basins']} basins, T = {config['days']} days, nmul = {config['nmul']}, "
         f"{config['dtype']}, device {config['device']} ({config['device_name']}), "
@@ -264,14 +263,6 @@ def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
     if ratio is not None:
         lines += ["", f"Adjoint / sequential step time: **{ratio:.2f}** (paper: 19.5 s / 1.8 s = 10.8)."]
     return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- command
@@ -367,9 +358,11 @@ def run_perf(args: argparse.Namespace) -> int:
     rows, ratio = measure_variants(config, args.variants)
     out_dir = Path(args.out)
     table = _markdown(rows, config, ratio)
-    _write_atomic(out_dir / "perf.json", json.dumps({"config": config, "results": rows, "ratio": ratio}, indent=2,
-                                                    default=str) + "\n")
-    _write_atomic(out_dir / "perf.md", table)
+    from benchmark.training.trainer import atomic_write_text
+
+    document = {"config": config, "results": rows, "ratio": ratio}
+    atomic_write_text(json.dumps(document, indent=2, default=str) + "\n", out_dir / "perf.json")
+    atomic_write_text(table, out_dir / "perf.md")
     print(table)
     print(f"wrote {out_dir / 'perf.json'} and {out_dir / 'perf.md'}")
     print(f"ratio {ratio:.3f}" if ratio is not None else "ratio n/a (needs both 'sequential' and 'adjoint')")

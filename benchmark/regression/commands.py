@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,9 @@ DEFAULT_METRICS = Path("reports/regression_metrics.json")
 
 def _write_json(path: Path, data: Any) -> None:
     """Write through a temporary file and a rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(data, indent=2, default=str) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from benchmark.training.trainer import atomic_write_text
+
+    atomic_write_text(json.dumps(data, indent=2, default=str) + "\n", path)
 
 
 def _absolute(path: Path) -> Path:
@@ -85,7 +80,9 @@ def run_regress(args: argparse.Namespace) -> int:
         "verdict": verdict, "baseline": str(baseline_path), "wall_s": walls,
         "comparisons": [{**c.__dict__, "delta": c.delta} for c in comparisons], "perf": perf_rows,
     })
-    (out_dir / "regress.md").write_text(f"# Regression check ({params.profile} profile)\n\n{text}\n\n{verdict}\n")
+    from benchmark.training.trainer import atomic_write_text
+
+    atomic_write_text(f"# Regression check ({params.profile} profile)\n\n{text}\n\n{verdict}\n", out_dir / "regress.md")
     print(text)
     print(f"regress: {verdict}")
     if failed and not args.update:
