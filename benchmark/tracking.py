@@ -329,16 +329,29 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
     -------
     dict
         ``{"git_commit": <sha>, "git_dirty": "true"|"false"}``; ``{}`` when ``repo`` is
-        not a git work tree or git is unavailable. Untracked files do not make it dirty.
+        not a git work tree or git is unavailable. Untracked files do not make it dirty,
+        nor do the files the pipeline itself rewrites (:data:`PIPELINE_WRITTEN`: ``dvc.lock``
+        during a ``dvc repro``, the generated reports).
     """
     commit = _git(["rev-parse", "HEAD"], repo)
     if not commit:
         return {}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], repo)
+    status = _git(["diff", "--name-only", "HEAD"], repo)  # tracked files, staged or not
     state = {"git_commit": commit}
     if status is not None:
-        state["git_dirty"] = "true" if status else "false"
+        changed = [line.strip() for line in status.splitlines() if line.strip()]
+        state["git_dirty"] = "true" if any(not _pipeline_written(path) for path in changed) else "false"
     return state
+
+
+PIPELINE_WRITTEN: tuple[str, ...] = ("dvc.lock", "reports/leaderboard.md", "reports/leaderboard.html",
+                                     "reports/figures/", "reports/regression_metrics.json")
+"""Tracked files that ``dvc repro`` / ``hbvbench regress`` rewrite (a ``dvc.lock`` in any folder)."""
+
+
+def _pipeline_written(path: str) -> bool:
+    return path == "dvc.lock" or path.endswith("/dvc.lock") or any(
+        path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in PIPELINE_WRITTEN)
 
 
 def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) -> str | None:

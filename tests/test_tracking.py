@@ -187,6 +187,11 @@ def test_git_state_names_the_commit_and_flags_uncommitted_changes(tmp_path):
     assert len(state["git_commit"]) == 40 and state["git_dirty"] == "false"
     (tmp_path / "untracked.txt").write_text("not part of the code\n")
     assert tracking.git_state(tmp_path)["git_dirty"] == "false"
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    _git(tmp_path, "add", "dvc.lock")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "lock")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # rewritten by dvc repro itself
+    assert tracking.git_state(tmp_path)["git_dirty"] == "false"
     (tmp_path / "model.py").write_text("x = 2\n")
     assert tracking.git_state(tmp_path)["git_dirty"] == "true"
 
