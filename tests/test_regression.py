@@ -73,6 +73,9 @@ def test_a_malformed_tolerance_or_baseline_file_is_a_clear_error(tmp_path):
         bl.load_baseline(path)
     with pytest.raises(ConfigError, match="does not exist.*--update"):
         bl.load_baseline(tmp_path / "missing.json")
+    path.write_text(json.dumps({"models": {}, "tolerances": {"KGE_median": {"abs": 0.03, "better": "up"}}}))
+    with pytest.raises(ConfigError, match=r"tolerances.KGE_median: tolerance 'better' must be"):
+        bl.load_baseline(path)  # rejected when read, before any model is trained
 
 
 def test_the_committed_baseline_covers_every_variant_and_the_cost_ratio():

@@ -72,17 +72,23 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def check_rule(rule: Any, where: str) -> None:
+    """ConfigError naming ``where`` unless ``rule`` has ``abs`` and/or ``rel`` and a ``better``."""
+    if not isinstance(rule, dict) or ("abs" not in rule and "rel" not in rule):
+        raise ConfigError(f"{where}: a tolerance needs 'abs' and/or 'rel', got {rule}")
+    if rule.get("better") not in ("higher", "lower"):
+        raise ConfigError(f"{where}: tolerance 'better' must be 'higher' or 'lower', got {rule.get('better')!r}")
+
+
 def _allowed(rule: dict[str, Any], baseline: float, where: str) -> float:
     """``max(abs, rel * |baseline|)`` over the bounds the rule gives."""
-    if "abs" not in rule and "rel" not in rule:
-        raise ConfigError(f"{where}: a tolerance needs 'abs' and/or 'rel', got {rule}")
+    check_rule(rule, where)
     return max(float(rule.get("abs", 0.0)), float(rule.get("rel", 0.0)) * abs(baseline))
 
 
 def judge(baseline: float | None, current: float | None, rule: dict[str, Any], where: str) -> tuple[float, str]:
     """Allowed deviation and status of ``current`` against ``baseline`` under ``rule``."""
-    if rule.get("better") not in ("higher", "lower"):
-        raise ConfigError(f"{where}: tolerance 'better' must be 'higher' or 'lower', got {rule.get('better')!r}")
+    check_rule(rule, where)
     if baseline is None:
         return math.nan, STATUS_NEW if current is not None else STATUS_OK
     allowed = _allowed(rule, baseline, where)
@@ -167,6 +173,10 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or not isinstance(
             data.get("tolerances"), dict):
         raise ConfigError(f"regression baseline {path} needs the mappings 'models' and 'tolerances'")
+    for metric, rule in data["tolerances"].items():  # before a two-minute run, not after it
+        check_rule(rule, f"{path}: tolerances.{metric}")
+    if "ratio_tolerance" in data:
+        check_rule(data["ratio_tolerance"], f"{path}: ratio_tolerance")
     return data
 
 

@@ -55,7 +55,7 @@ def run_regress(args: argparse.Namespace) -> int:
     params = regression_params(load_params(args.params or DEFAULT_PARAMS), out_dir)
     models = tuple(args.models or (old["models"] if old else MODELS))
     summaries, walls = run_models(params, models, track=not args.no_mlflow)
-    ratio, perf_config, perf_rows = (None, None, []) if args.no_perf else measure_ratio(params, out_dir)
+    ratio, perf_config, perf_rows = (None, None, []) if args.no_perf else measure_ratio(params)
     keys = list((old or {}).get("tolerances") or bl.DEFAULT_TOLERANCES)
 
     _write_json(_absolute(args.metrics), dvc_metrics(summaries, ratio, keys))
@@ -68,7 +68,7 @@ def run_regress(args: argparse.Namespace) -> int:
         reference = new
     else:
         reference = old
-    comparisons = bl.compare(reference, {m: summaries[m] for m in summaries}, ratio, source=str(baseline_path))
+    comparisons = bl.compare(reference, summaries, ratio, source=str(baseline_path))
     if args.models:  # models that were not run are not compared
         comparisons = [c for c in comparisons if c.model in summaries or c.model == bl.RATIO_KEY]
     text = bl.table(comparisons)

@@ -2,7 +2,7 @@
 
 Everything is written under one output folder (default ``artifacts/regress/``) so that a
 check never touches the pipeline's own artifacts: ``data/`` (the prepared ``ci`` dataset),
-``models/``, ``eval/``, ``baselines/`` and ``perf/``. Runs are tracked in MLflow like any
+``models/``, ``eval/`` and ``baselines/`` (the cost ratio is measured in memory). Runs are tracked in MLflow like any
 other (experiment ``hbvbench-regress``).
 """
 
@@ -77,7 +77,7 @@ def run_models(params: Params, models: list[str] | tuple[str, ...], *, track: bo
     return summaries, walls
 
 
-def measure_ratio(params: Params, out_dir: Path) -> tuple[float | None, dict[str, Any], list[dict[str, Any]]]:
+def measure_ratio(params: Params) -> tuple[float | None, dict[str, Any], list[dict[str, Any]]]:
     """The adjoint / sequential training-step time ratio on :data:`PERF_SETTING` (one run, both)."""
     from benchmark.perf import measure_variants, perf_config
 
