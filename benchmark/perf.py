@@ -216,8 +216,8 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_MB": peak_mb,
         "memory_kind": memory_kind,
         "solver_stats": {k: (v.item() if hasattr(v, "item") else v) for k, v in stats.items()
-                         if k != "iterations_hist"} | ({"iterations_hist": stats["iterations_hist"]}
-                                                      if "iterations_hist" in stats else {}),
+                         if k != "iterations_hist" and not (hasattr(v, "numel") and v.numel() != 1)}
+                        | ({"iterations_hist": stats["iterations_hist"]} if "iterations_hist" in stats else {}),
     }
 
 

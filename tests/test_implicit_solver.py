@@ -111,13 +111,54 @@ def test_no_rain_and_empty_stores_give_zero_flow() -> None:
     assert states.abs().max().item() <= SM_FLOOR
 
 
+BASIN_INDEPENDENCE_RTOL = 1e-12
+"""Relative (and absolute, mm) agreement of a basin solved in a batch and alone, float64.
+
+Bitwise equality is not guaranteed: an elementwise kernel (``pow``, ``exp``, ``log``) takes
+its vectorised body or its scalar tail depending on the tensor's length and on how the
+work is split between threads, and the two may round the last bit differently. A batch of
+8 and a batch of 1 therefore see the same arithmetic only up to rounding; what must not
+differ is anything the basin decides on its own, such as its Newton iteration count."""
+
+
+def _solve(x: Forcing, p: dict, S0: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    return integrate_backward_euler(x, p, S0, capillary_rise=True)
+
+
+def _assert_basins_solved_independently(solve, x: Forcing, p: dict, S0: torch.Tensor) -> None:
+    """Every basin of the batch, solved alone, takes the same Newton iterations on every day
+    and reaches the same states (to :data:`BASIN_INDEPENDENCE_RTOL`)."""
+    batch, batch_stats = solve(x, p, S0)
+    for basin in range(S0.shape[0]):
+        one = slice(basin, basin + 1)
+        alone, alone_stats = solve(Forcing(*(v[:, one] for v in x)), {k: v[one] for k, v in p.items()}, S0[one])
+        assert torch.equal(batch_stats["iterations"][:, one], alone_stats["iterations"]), (
+            f"basin {basin}: its Newton iteration counts depend on the other basins of the batch")
+        torch.testing.assert_close(batch[:, one], alone, rtol=BASIN_INDEPENDENCE_RTOL, atol=BASIN_INDEPENDENCE_RTOL,
+                                   msg=lambda m: f"basin {basin}: states differ in a batch and alone: {m}")
+
+
 def test_each_basin_converges_on_its_own() -> None:
     """A basin's solution does not depend on which other basins share the batch."""
     x, p, S0 = _random_batch(n_basins=8)
-    batch, _ = integrate_backward_euler(x, p, S0, capillary_rise=True)
-    alone, _ = integrate_backward_euler(Forcing(*(v[:, 3:4] for v in x)), {k: v[3:4] for k, v in p.items()},
-                                        S0[3:4], capillary_rise=True)
-    assert torch.equal(batch[:, 3:4], alone)
+    _assert_basins_solved_independently(_solve, x, p, S0)
+
+
+def test_the_independence_check_catches_a_batch_wide_convergence_test(monkeypatch) -> None:
+    """The check above fails for a solver whose systems stop only when *all* have converged
+    (a converged basin keeps iterating while another one has not)."""
+    import benchmark.solvers.implicit as implicit
+
+    per_system = implicit._residual
+
+    def batch_wide(*args, **kwargs):
+        G, inner, gmax, active = per_system(*args, **kwargs)
+        return G, inner, gmax, active | active.any()
+
+    monkeypatch.setattr(implicit, "_residual", batch_wide)
+    x, p, S0 = _random_batch(n_basins=8)
+    with pytest.raises(AssertionError, match="iteration counts depend on the other basins"):
+        _assert_basins_solved_independently(_solve, x, p, S0)
 
 
 def test_non_converged_days_are_counted_not_hidden() -> None:

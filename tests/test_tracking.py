@@ -24,6 +24,7 @@ import xarray as xr
 from benchmark import tracking
 from benchmark.config import load_params
 from benchmark.errors import ConfigError
+from tests.limits import HANG_GUARD_S
 
 BASIN = "01022500"
 
@@ -106,7 +107,7 @@ def test_a_tracking_server_uri_is_used_as_given_and_decides_artifact_locations(m
 
 def test_importing_tracking_does_not_import_mlflow(repo_root):
     code = "import sys, benchmark.tracking; print('mlflow' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
@@ -175,7 +176,7 @@ def test_standard_tags_accept_the_real_model_registry(repo_root):
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=30)
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=HANG_GUARD_S)
 
 
 def test_git_state_names_the_commit_and_flags_uncommitted_changes(tmp_path):
@@ -202,7 +203,7 @@ def test_git_state_is_empty_outside_a_repository(tmp_path):
 
 def _dvc(project: Path, *args: str) -> None:
     dvc = Path(sys.executable).parent / "dvc"
-    done = subprocess.run([str(dvc), *args], cwd=project, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(dvc), *args], cwd=project, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
 
 

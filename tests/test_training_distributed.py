@@ -22,6 +22,7 @@ from benchmark.errors import ConfigError
 from benchmark.training.distributed import Ranks, shard
 from benchmark.training.sampler import Batch
 from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params, write_params  # noqa: F401 - fixtures
 
 LOSS_RTOL = 1e-5
@@ -56,7 +57,7 @@ def test_torchrun_two_processes_match_one_process(model, tmp_path, ci_data_dir, 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "benchmark.cli", "--params", str(params_path), "train", "--model", model, "--distributed"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_tracking_uri, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     ckpt = load_checkpoint(tmp_path / "ddp" / "models" / model / CHECKPOINT_NAME)

@@ -23,11 +23,11 @@ from optuna.trial import TrialState
 
 from benchmark.tuning.objective import FAIL_TRIALS_ENV
 from benchmark.tuning.study import storage_url
+from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import ci_data_dir, ci_dataset  # noqa: F401 - fixtures
 from tests.tuning_fixtures import tune_params, write_tune_params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KILL_TIMEOUT_S = 300
 
 
 def _load(study_name: str, params) -> optuna.Study:
@@ -43,7 +43,7 @@ def _tune_cli(params_path: Path, *extra: str, fail_trials: str = "") -> subproce
 
 
 def _wait_for_complete_trial(proc: subprocess.Popen, study_name: str, params) -> None:
-    deadline = time.monotonic() + KILL_TIMEOUT_S
+    deadline = time.monotonic() + HANG_GUARD_S
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             trials = _load(study_name, params).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -65,7 +65,7 @@ def test_interrupted_study_continues_and_records_a_failing_trial(tmp_path, ci_da
     first = _tune_cli(params_path, "--trials", "3", "--study", study_name)
     _wait_for_complete_trial(first, study_name, params)
     first.send_signal(signal.SIGINT)  # Ctrl-C while the next trial runs
-    out = first.communicate(timeout=120)[0]
+    out = first.communicate(timeout=HANG_GUARD_S)[0]
     assert first.returncode == 130, out[-3000:]
     assert "interrupted" in out
 
@@ -76,7 +76,7 @@ def test_interrupted_study_continues_and_records_a_failing_trial(tmp_path, ci_da
 
     deliberate = n_before + 1  # the second trial of the rerun fails on purpose
     second = _tune_cli(params_path, "--trials", "3", "--study", study_name, fail_trials=str(deliberate))
-    out = second.communicate(timeout=KILL_TIMEOUT_S)[0]
+    out = second.communicate(timeout=HANG_GUARD_S)[0]
     assert second.returncode == 0, out[-3000:]
 
     study = _load(study_name, params)

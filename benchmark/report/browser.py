@@ -115,7 +115,7 @@ IMAGES_JS = ("JSON.stringify(Array.from(document.images).map(i => ({src: i.src.s
              "complete: i.complete, naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight})))")
 
 
-def inspect_page(path: Path, *, width: int = 1280, timeout: float = 45.0, executable: str | None = None) -> PageReport:
+def inspect_page(path: Path, *, width: int = 1280, timeout: float = 120.0, executable: str | None = None) -> PageReport:
     """Open ``path`` in headless Chromium and report console errors, requests, images, screenshot.
 
     Parameters

@@ -857,6 +857,7 @@ def _summarise(raw: _RawStats, options: NewtonOptions) -> dict:
         "tol": options.tol,
         "rtol": options.rtol,
         "max_iter": options.max_iter,
+        "iterations": iters,
     }
 
 
@@ -892,7 +893,8 @@ def integrate_backward_euler(x: Forcing, p: Mapping[str, torch.Tensor], S0: torc
         ``iterations_hist`` (count of system-days per number of Newton updates),
         ``max_iterations``, ``mean_iterations``, ``n_not_converged`` (basin-days, the first
         batch axis being the basin, where any component missed the tolerance),
-        ``n_not_converged_systems``, ``max_residual`` (mm/day), and the tolerances used.
+        ``n_not_converged_systems``, ``max_residual`` (mm/day), the tolerances used, and
+        ``iterations``: the Newton updates of every system-day, an integer tensor ``[T, *batch]``.
 
     Raises
     ------
