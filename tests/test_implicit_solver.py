@@ -254,3 +254,22 @@ def test_compiled_newton_step_matches_eager() -> None:
     eager, _ = integrate_backward_euler(x, p, S0, capillary_rise=True)
     compiled, _ = integrate_backward_euler(x, p, S0, capillary_rise=True, options=NewtonOptions(compile=True))
     assert torch.allclose(eager, compiled, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("capillary_rise", [False, True])
+def test_a_nan_in_the_forcing_is_counted_as_not_converged_never_as_a_result(capillary_rise: bool) -> None:
+    """NaN precipitation on one day of one basin: that basin-day is reported not converged
+    (whatever the state the safeguarded Newton stops at); the other basins are untouched."""
+    from benchmark.models import simulate
+
+    x, p, S0 = _random_batch(n_basins=3, n_days=60)
+    P = x.P.clone()
+    P[20, 1] = float("nan")
+    forcing = torch.stack((P, x.T, x.PET), dim=-1)
+    out = simulate(forcing, p, scheme="implicit", capillary_rise=capillary_rise)
+    stats = out["stats"]
+    assert stats["n_not_converged"] >= 1 and bool(stats["not_converged"][20, 1])
+    assert not stats["not_converged"][:20].any() and not stats["not_converged"][:, [0, 2]].any()
+    assert not stats["non_finite"][:, [0, 2]].any()
+    clean = simulate(torch.stack((x.P, x.T, x.PET), dim=-1), p, scheme="implicit", capillary_rise=capillary_rise)
+    torch.testing.assert_close(out["Q"][:, [0, 2]], clean["Q"][:, [0, 2]], rtol=1e-12, atol=1e-12)

@@ -208,7 +208,10 @@ def simulate(
         ``Q`` (routed total flow), ``Q_unrouted``, ``Q0``, ``Q1``, ``Q2``, ``ET``, ``recharge``,
         ``excess``, ``perc``, ``capillary`` — each ``[T, B]`` mm/day, means over components;
         ``states`` ``[T, B, nmul, 5]`` (end-of-day storages, mm), ``final_state``
-        ``[B, nmul, 5]`` and ``stats`` (solver statistics: numbers or 0-d tensors).
+        ``[B, nmul, 5]`` and ``stats``: solver statistics (numbers or 0-d tensors) and
+        per-day tensors — ``non_finite`` (every scheme: bool ``[T, B]``, basin-days with a
+        NaN/inf storage or routed flow); for the implicit scheme also ``not_converged``
+        (bool ``[T, B]``) and ``iterations`` (int ``[T, B, nmul]``).
     """
     _check_forcing(forcing)
     if scheme not in SCHEMES:
@@ -245,7 +248,10 @@ def simulate(
     out["Q"] = out["Q_unrouted"] if routing is None else route(out["Q_unrouted"], *_routing(routing, forcing))
     out["states"] = states
     out["final_state"] = states[-1]
-    out["stats"] = stats
+    # basin-days whose storages or routed flow are NaN/inf, whatever the scheme: callers
+    # refuse them (training) or mark the basin failed (evaluation); a reduction, no host sync
+    bad_states = ~torch.isfinite(states.detach()).flatten(2).all(-1)
+    out["stats"] = {**stats, "non_finite": bad_states | ~torch.isfinite(out["Q"].detach())}
     return out
 
 

@@ -409,7 +409,7 @@ def _residual(S: torch.Tensor, S_prev: torch.Tensor, active: torch.Tensor, c: _C
     gabs = G.abs()
     gmax = gabs.amax(0)
     err = (gabs - (rtol / DT) * S.abs()).amax(0) if rtol > 0.0 else gmax
-    return G, inner, gmax, active & (err > tol)
+    return G, inner, gmax, active & ~(err <= tol)  # a NaN residual is not converged
 
 
 def _update(S: torch.Tensor, G: torch.Tensor, inner: _Inner, gmax: torch.Tensor, S_acc: torch.Tensor,
@@ -495,7 +495,7 @@ def _newton_sequence(S0: torch.Tensor, consts: _Constants, n_days: int, options:
         residual = _full_residual(S0, states5, consts, capillary_rise)
         err = residual if options.rtol == 0.0 else (
             residual - options.rtol / DT * states5.abs().amax(1))  # conservative: the largest storage
-        return states5, _RawStats(iterations, residual, err > options.tol)
+        return states5, _RawStats(iterations, residual, ~(err <= options.tol))  # NaN: not converged
     residual_fn, update_fn = _kernels(options.compile and not record)
     day = _per_day(consts)
     tol, rtol = float(options.tol), float(options.rtol)
@@ -610,7 +610,7 @@ def _sm_newton(prev_sm: torch.Tensor, inflow: torch.Tensor, c: _Constants, optio
         h = x - prev_sm - (inflow - recharge - excess - et)
         habs = h.abs()
         err = habs - rtol * x.abs() if rtol > 0.0 else habs
-        active = active & (err > tol)
+        active = active & ~(err <= tol)  # a NaN residual is not converged
         if k == options.max_iter or not bool(active.any()):
             break
         dw = torch.where(w_raw < 1.0, c.BETA * w / sm_c, 0.0)
@@ -858,6 +858,7 @@ def _summarise(raw: _RawStats, options: NewtonOptions) -> dict:
         "rtol": options.rtol,
         "max_iter": options.max_iter,
         "iterations": iters,
+        "not_converged": per_basin_day,
     }
 
 
@@ -894,7 +895,10 @@ def integrate_backward_euler(x: Forcing, p: Mapping[str, torch.Tensor], S0: torc
         ``max_iterations``, ``mean_iterations``, ``n_not_converged`` (basin-days, the first
         batch axis being the basin, where any component missed the tolerance),
         ``n_not_converged_systems``, ``max_residual`` (mm/day), the tolerances used, and
-        ``iterations``: the Newton updates of every system-day, an integer tensor ``[T, *batch]``.
+        ``iterations``: the Newton updates of every system-day, an integer tensor ``[T, *batch]``,
+        and ``not_converged``: a boolean tensor ``[T, B]`` of the basin-days counted in
+        ``n_not_converged``. A non-finite residual (NaN or inf in a state or a flux) is never
+        counted as converged.
 
     Raises
     ------
