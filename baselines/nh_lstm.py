@@ -21,9 +21,10 @@ Choices (all visible in the generated config and logged to MLflow):
     three class-name attributes (``dom_land_cover``, ``geol_1st_class``, ``geol_2nd_class``)
     integer-coded exactly as in the prepared dataset (neuralhydrology cannot take strings).
     Missing attribute values (e.g. ``geol_2nd_class`` of some basins) are filled with the mean
-    over the training basins, i.e. 0 after neuralhydrology's z-scoring (SPEC.md section 5's
-    "NaN -> 0"). Attributes constant over the training basins are dropped (neuralhydrology
-    refuses zero-variance attributes; a constant input carries no information).
+    over the training basins, i.e. 0 after neuralhydrology's z-scoring ("NaN -> 0" of
+    docs/training.md#network-inputs-and-normalization). Attributes constant over the training
+    basins are dropped (neuralhydrology refuses zero-variance attributes; a constant input
+    carries no information).
 
 - **Periods**: train and test are the active profile's. neuralhydrology requires a validation
   period; it is the last ``validation_years`` of the *training* period (in-sample monitoring

@@ -98,7 +98,7 @@ class ProfileConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """The ``train:`` section: which variants the pipeline trains and how (SPEC.md section 5).
+    """The ``train:`` section: which variants the pipeline trains and how (docs/training.md).
 
     Sizes (epochs, hidden, nmul, batch, window) come from the active profile; ``epochs`` set
     here (e.g. ``dvc exp run -S train.epochs=3``) overrides the profile's.
@@ -206,7 +206,7 @@ class SearchDimension(_Strict):
 
     ``type: float`` / ``int`` take ``low``, ``high`` and optionally ``log`` (and ``step`` for
     ``int``); ``type: categorical`` takes ``choices``. ``dynamic_parameters`` choices are
-    comma-separated SPEC.md parameter names (``"BETA,BETAET"``; ``""`` for none).
+    comma-separated parameter names of docs/model.md#parameters (``"BETA,BETAET"``; ``""`` for none).
     ``schemes`` limits the entry to models of those time schemes (e.g. ``[implicit]`` for
     the Newton tolerance); other models keep the configured value.
     """

@@ -9,7 +9,7 @@ Per basin (rows of the DataFrame :func:`score_predictions` returns, index ``basi
 
 * the streamflow metrics of :func:`benchmark.metrics.basin_metrics` on ``qsim`` vs ``qobs``;
 * ``BFI = sum(Q2) / sum(Q_unrouted)`` over the test period (simulated slow-flow share of the
-  unrouted runoff; SPEC.md 6) and ``BFI_camels``, the CAMELS ``baseflow_index``;
+  unrouted runoff; docs/metrics.md#baseflow-index) and ``BFI_camels``, the CAMELS ``baseflow_index``;
 * ``ET_NSE``: NSE of simulated vs MODIS ET totals per 8-day composite (see
   :func:`et_window_nse`), with ``ET_windows`` the number of composites scored.
 

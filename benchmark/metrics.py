@@ -1,4 +1,4 @@
-"""Streamflow metrics of the benchmark (pure numpy), as SPEC.md section 6 defines them.
+"""Streamflow metrics of the benchmark (pure numpy), as docs/metrics.md documents them.
 
 Every metric takes two 1-D arrays, ``sim`` and ``obs`` (mm/day, same length, same days) and
 returns a Python ``float``. Conventions shared by all of them:
@@ -42,7 +42,7 @@ Differences from ``neuralhydrology.evaluation.metrics`` (v1.13), checked in
 Against the paper authors' metric code and the dMG library (tests/reference/
 metrics_reference.csv, reproduced to 6 significant digits): every metric here equals the
 authors'. dMG's ``flv_abs``/``fhv_abs`` are ``|FLV|``/``|FHV|`` of the *signed* bias, not
-the sum of absolute errors used here (SPEC.md 6); they agree only when the sorted
+the sum of absolute errors used here (docs/metrics.md); they agree only when the sorted
 simulation stays on one side of the sorted observations within the segment.
 """
 
@@ -58,10 +58,10 @@ MIN_OBS = 2
 """Fewest valid (sim, obs) pairs for which a metric is computed; fewer gives NaN."""
 
 LOW_FRACTION = 0.3
-"""The low-flow segment is the lowest ``round(0.3 n)`` sorted values (SPEC.md 6)."""
+"""The low-flow segment is the lowest ``round(0.3 n)`` sorted values (docs/metrics.md#flow-duration-segments)."""
 
 HIGH_FRACTION = 0.98
-"""The high-flow segment starts at sorted index ``round(0.98 n)`` (SPEC.md 6)."""
+"""The high-flow segment starts at sorted index ``round(0.98 n)`` (docs/metrics.md#flow-duration-segments)."""
 
 FLV_EPSILON = 1e-4
 """mm/day added in the FLV denominators, as the authors do (avoids 0/0 for dry basins)."""

@@ -7,7 +7,7 @@ network's sigmoid outputs would be), :func:`benchmark.models.simulate` over B ba
 x nmul components with gamma routing, a loss on the routed flow, and ``backward()``.
 
 Forcing is real: the embedded CAMELS-US basins (Daymet P and mean T, Hargreaves PET as in
-SPEC.md section 4) from 1980-10-01, tiled to B basins. Parameters are drawn uniformly in
+docs/data.md#hargreaves-pet) from 1980-10-01, tiled to B basins. Parameters are drawn uniformly in
 [0.05, 0.95] of their ranges (seeded); dynamic parameters vary per day as the registry says;
 storages start at 0.001 mm. The loss is the mean square of the routed flow (its gradient
 reaches every day of every basin, as a streamflow RMSE's does).

@@ -1,4 +1,4 @@
-"""Hargreaves PET (SPEC.md section 4): FAO-56 radiation and the authors' PET values."""
+"""Hargreaves PET (docs/data.md#hargreaves-pet): FAO-56 radiation and the authors' PET values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The discrete adjoint of the backward-Euler solver is the exact gradient (SPEC.md section 3).
+"""The discrete adjoint of the backward-Euler solver is the exact gradient (docs/schemes.md#the-discrete-adjoint).
 
 Checked three ways in float64 on a small kink-free problem (tests/implicit_problem.py), for
 static parameters, dynamic (per-day) parameters and the initial state, with and without

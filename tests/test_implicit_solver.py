@@ -1,4 +1,4 @@
-"""Backward Euler + Newton for HBV (SPEC.md sections 2-3): Jacobian, reference run, mass balance,
+"""Backward Euler + Newton for HBV (docs/schemes.md#implicit-backward-euler): Jacobian, reference run, mass balance,
 convergence statistics.
 
 The reference is the authors' implicit code converged to 1e-10 on basin 01022500
@@ -206,7 +206,7 @@ def _random_batch(n_basins: int, n_days: int = 365, nmul: int | None = None, see
 
 
 def _embedded_forcing() -> tuple[list[str], Forcing]:
-    """All 35 embedded basins, full record: P, mean T, Hargreaves PET (SPEC.md section 4), [T, B]."""
+    """All 35 embedded basins, full record: P, mean T, Hargreaves PET (docs/data.md#hargreaves-pet), [T, B]."""
     basins = list_basins(RAW_DIR)
     frames = []
     for gauge in basins:

@@ -1,4 +1,4 @@
-"""Specification of benchmark.metrics (SPEC.md section 6).
+"""Specification of benchmark.metrics (docs/metrics.md).
 
 Real data: the reference runs of the authors' code for basin 01022500 (tests/reference/) and
 their metrics computed by the authors' and the dMG library's metric code
@@ -38,7 +38,7 @@ REFERENCE_COLUMNS = {
 }  # fmt: skip
 
 # dMG's "flv_abs"/"fhv_abs" are the absolute values of the signed biases, |FLV| = |sum(S - O)|
-# / ..., not the authors' (and SPEC.md's) sum of absolute errors; they differ whenever the
+# / ..., not the authors' (and docs/metrics.md's) sum of absolute errors; they differ whenever the
 # sorted sim crosses the sorted obs inside the segment (e.g. seq_hbv: 47.913 vs 47.902).
 DMG_ABSOLUTE_OF_SIGNED = {"dmg_flv_abs": "FLV", "dmg_fhv_abs": "FHV"}
 

@@ -1,4 +1,4 @@
-"""Explicit Euler (1 d, 4 h, 1 h) and RK4 (1 d) on the HBV RHS (SPEC.md sections 2-3, Table A2).
+"""Explicit Euler (1 d, 4 h, 1 h) and RK4 (1 d) on the HBV RHS (docs/schemes.md#explicit-euler-and-rk4, Table A2).
 
 Reference: tests/reference/explicit_hbv.csv and explicit_hbv_cr.csv, an independent
 implementation run on basin 01022500 for 15 years with mid-range parameters (θNDC = 0.5),

@@ -1,4 +1,4 @@
-"""Gamma unit-hydrograph routing (Song et al. 2024, eqs. 21-22; SPEC.md section 1)."""
+"""Gamma unit-hydrograph routing (Song et al. 2024, eqs. 21-22; docs/model.md#routing)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.models_reference import ROUTING, assert_matches, reference_frame
 
 
 def gamma_pdf_weights(a: float, b: float) -> list[float]:
-    """The textbook gamma density at t = 0.5..14.5, normalised (SPEC.md section 1)."""
+    """The textbook gamma density at t = 0.5..14.5, normalised (docs/model.md#routing)."""
     alpha, theta = a + 0.1, b + 0.5
     w = [t ** (alpha - 1) * math.exp(-t / theta) / (math.gamma(alpha) * theta ** alpha)
          for t in (k + 0.5 for k in range(UH_LENGTH))]

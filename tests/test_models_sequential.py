@@ -1,4 +1,5 @@
-"""The sequential δHBV scheme (Feng et al. 2022; SPEC.md section 3) reproduces the authors' code.
+"""The sequential δHBV scheme (Feng et al. 2022; docs/schemes.md#sequential-operator-splitting)
+reproduces the authors' code.
 
 Reference: tests/reference/seq_hbv.csv and seq_hbv_cr.csv, the authors' sequential model run on
 basin 01022500 for 15 years with mid-range parameters (float32, storages starting at 0.001 mm).
@@ -85,7 +86,7 @@ def test_no_precipitation_and_empty_storages_give_zero_flow():
 
 
 def test_improved_model_without_water_leaks_only_its_lower_zone_floor():
-    # The improved scheme floors SLZ at 1e-5 mm after capillary rise (SPEC.md section 3, step 3),
+    # The improved scheme floors SLZ at 1e-5 mm after capillary rise (docs/schemes.md#order-of-updates, step 3),
     # so an empty basin drains K2 * 1e-5 mm/day forever: zero flow up to that floor.
     f = forcing(days=slice(0, 400)).clone()
     f[..., 0] = 0.0

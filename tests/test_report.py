@@ -4,7 +4,7 @@ Inputs are produced by the project's real code paths, never invented: the ``ci``
 four basins are read from the embedded CAMELS files (``prepare.build_dataset``), simulated by
 ``benchmark.models.simulate`` (sequential with and without capillary rise, implicit, explicit
 Euler 1 d; the implicit improved model is left out to keep the test short) at the mid-range
-parameters of SPEC.md section 7, and scored by
+parameters of the reference runs (tests/reference/README.md), and scored by
 ``benchmark.evaluation``; SAC-SMA is the real CAMELS file of basin 01031500. The
 adjoint-minus-sequential numbers are checked on the authors' own reference series.
 
@@ -37,7 +37,7 @@ from benchmark.report.inputs import ModelResult, collect_from_files
 CI_BASINS = ["01022500", "01031500", "01047000", "02053200"]
 TEST_START, TEST_END, WARMUP_START = "1995-10-01", "2000-09-30", "1994-10-01"
 SIMULATED = ("dhbv", "dhbv_cr", "dhbv_adj", "dhbv_euler1d")
-ROUTING = (1.45, 3.25)  # SPEC.md section 7 reference routing
+ROUTING = (1.45, 3.25)  # the reference runs' routing (tests/reference/README.md)
 
 
 # --------------------------------------------------------------------------- inputs

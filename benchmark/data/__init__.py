@@ -9,7 +9,7 @@ sacsma
 modis
     MOD16A2 basin-mean evapotranspiration files.
 pet
-    Hargreaves potential evapotranspiration (SPEC.md section 4).
+    Hargreaves potential evapotranspiration (docs/data.md#hargreaves-pet).
 prepare
     The ``prepare`` stage: raw folder -> ``camels.nc`` + ``manifest.json``.
 dataset

@@ -298,7 +298,7 @@ def read_forcing(path: Path | str) -> BasinForcing:
 def cfs_to_mm_per_day(q_cfs: np.ndarray | pd.Series | float, area_km2: float) -> np.ndarray | pd.Series | float:
     """Convert a discharge in cubic feet per second to a depth in mm/day over ``area_km2``.
 
-    ``Q_mm = Q_cfs * 0.0283168 * 86400 / (area_km2 * 1e6) * 1e3`` (SPEC.md section 4).
+    ``Q_mm = Q_cfs * 0.0283168 * 86400 / (area_km2 * 1e6) * 1e3`` (docs/data.md#streamflow).
     """
     if not (np.isfinite(area_km2) and area_km2 > 0):
         raise DataError(f"basin area must be a positive number of km2, got {area_km2!r}")

@@ -1,4 +1,4 @@
-"""Hargreaves (1994) potential evapotranspiration, exactly as SPEC.md section 4.
+"""Hargreaves (1994) potential evapotranspiration, as docs/data.md#hargreaves-pet states it.
 
 Extraterrestrial radiation follows FAO-56 (Allen et al. 1998, eqs. 21-25); the PET formula
 is the authors' form ``0.0023 (T + 17.8) sqrt(tmax - tmin) 0.408 Ra`` in mm/day, with

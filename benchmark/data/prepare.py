@@ -190,7 +190,8 @@ def build_dataset(
             "source_dir": source_dir,
             "created_by": CREATED_BY,
             "category_codes": json.dumps(categories),
-            "pet_method": "Hargreaves (1994), Ra from FAO-56, latitude = CAMELS gauge_lat (SPEC.md section 4)",
+            "pet_method": "Hargreaves (1994), Ra from FAO-56, latitude = CAMELS gauge_lat "
+                          "(docs/data.md#hargreaves-pet)",
             "qobs_conversion": "Q_cfs * 0.0283168 * 86400 / (area_gages2 km2 * 1e6) * 1e3; -999 -> NaN",
         },
     )

@@ -1,4 +1,4 @@
-"""The HBV model as fluxes and storages (Song et al. 2024, eqs. 3-20; SPEC.md section 2).
+"""The HBV model as fluxes and storages (Song et al. 2024, eqs. 3-20; docs/model.md#fluxes).
 
 This module says *what* the model is: five storages and the flux rates between them.
 *How* it is integrated in time (sequential operator splitting, explicit Euler, RK4,
@@ -70,7 +70,7 @@ def fluxes(S: torch.Tensor, x: Forcing, p: Params, *, capillary_rise: bool) -> F
     x
         Forcing broadcastable to ``S.shape[:-1]``.
     p
-        Physical parameters by SPEC.md name, each broadcastable to ``S.shape[:-1]``.
+        Physical parameters by name (docs/model.md#parameters), each broadcastable to ``S.shape[:-1]``.
         ``NDC`` defaults to 1 when absent (the sequential improved model).
     capillary_rise
         Whether to include the capillary rise from the lower zone (eq. 14).

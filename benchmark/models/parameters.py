@@ -1,4 +1,4 @@
-"""HBV parameter table: names, physical ranges and units (SPEC.md section 1).
+"""HBV parameter table: names, physical ranges and units (docs/model.md#parameters).
 
 A network output ``u`` in [0, 1] maps to the physical value ``lo + u * (hi - lo)``.
 """

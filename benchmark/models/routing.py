@@ -1,4 +1,4 @@
-"""Gamma unit-hydrograph routing (Song et al. 2024, eqs. 21-22; SPEC.md section 1).
+"""Gamma unit-hydrograph routing (Song et al. 2024, eqs. 21-22; docs/model.md#routing).
 
 The unrouted flow Q' (mm/day, the component mean) is convolved with a gamma-shaped unit
 hydrograph of ``length`` daily weights taken at t = 0.5, 1.5, ..., length - 0.5 days:

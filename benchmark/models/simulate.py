@@ -9,7 +9,7 @@ trainer (parameters from the LSTM). It
 4. routes the component-mean unrouted flow with the gamma unit hydrograph.
 
 Shapes (T days, B basins): ``forcing`` [T, B, 3] = (P mm/day, mean T degC, PET mm/day).
-Parameters by SPEC.md name: with ``nmul == 1`` static [B] or dynamic [T, B]; with
+Parameters by name (docs/model.md#parameters): with ``nmul == 1`` static [B] or dynamic [T, B]; with
 ``nmul > 1`` static [B, nmul] or dynamic [T, B, nmul]; a float or 0-d tensor is the same
 value everywhere.
 """
@@ -171,7 +171,7 @@ def simulate(
         ``[T, B, 3]``: precipitation (mm/day), mean temperature (degC), PET (mm/day).
         Its dtype and device are used throughout.
     params
-        Physical parameters by SPEC.md name (BETA, FC, K0, K1, K2, LP, PERC, UZL, TT, CFMAX,
+        Physical parameters by name (docs/model.md#parameters: BETA, FC, K0, K1, K2, LP, PERC, UZL, TT, CFMAX,
         CFR, CWH, BETAET; plus C with capillary rise, and NDC for the implicit/explicit
         improved models — default 1 when absent; the sequential model always uses 1).
         Shapes: ``nmul == 1``: static [B] / dynamic [T, B]; ``nmul > 1``: static [B, nmul] /

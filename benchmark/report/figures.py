@@ -281,7 +281,7 @@ def parameter_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigu
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return ReportFigure("parameters", "Learned HBV parameters across basins (basin value = mean over days and "
-                        "components), y-axes span the physical ranges of SPEC.md section 1.", _png(fig))
+                        "components), y-axes span the physical ranges of docs/model.md#parameters.", _png(fig))
 
 
 # --------------------------------------------------------------------------- training curves

@@ -209,7 +209,7 @@ def streamflow_table(inputs: ReportInputs) -> Table:
     notes = [
         "Medians across basins of the per-basin metrics in per_basin_metrics.csv. |FLV|/|FHV|: absolute "
         "percent bias of the bottom 30 % / top 2 % of the flow-duration curve, signed value in parentheses; "
-        "low-/peak-flow RMSE on the same sorted segments (SPEC.md section 6).",
+        "low-/peak-flow RMSE on the same sorted segments (docs/metrics.md#flow-duration-segments).",
         "Bold: best value of the column among our rows that cover every benchmark basin. "
         "The published rows are the paper's 671-basin values, shown for orientation only.",
     ]

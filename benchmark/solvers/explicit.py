@@ -1,6 +1,6 @@
 """Fixed-step explicit schemes on the HBV right-hand side: Euler with sub-daily steps and RK4.
 
-The ODE dS/dt = f(S) of SPEC.md section 2 (:func:`benchmark.models.hbv.fluxes`) is
+The ODE dS/dt = f(S) of docs/model.md#right-hand-side-and-mass-balance (:func:`benchmark.models.hbv.fluxes`) is
 integrated with a fixed step Δt = 1/substeps day (explicit Euler, Table A2: 1 d, 4 h, 1 h)
 or with one classical fourth-order Runge-Kutta step per day. Forcing and parameters are
 held constant within the day. A day's flux is the step-weighted sum of the rates used in the
@@ -102,7 +102,7 @@ def integrate_explicit(
         Daily forcing, each ``[T, ...]`` broadcastable against the batch shape of ``S0``:
         P (mm/day), mean temperature (degC), PET (mm/day).
     p
-        Physical parameters by SPEC.md name; each static (``[...]`` or a float) or dynamic
+        Physical parameters by name (docs/model.md#parameters); each static (``[...]`` or a float) or dynamic
         (``[T, ...]``). ``C`` (and optionally ``NDC``, default 1) with ``capillary_rise``.
     S0
         Initial storages ``[..., 5]`` (mm).

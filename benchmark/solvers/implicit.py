@@ -1,6 +1,6 @@
 """Implicit backward Euler for HBV with Newton's method and an exact discrete adjoint.
 
-Song et al. 2024, eqs. 28-34; SPEC.md section 3. For each day t the storages solve
+Song et al. 2024, eqs. 28-34; docs/schemes.md#implicit-backward-euler. For each day t the storages solve
 
     G(S_t) = (S_t - S_{t-1}) / dt - f(S_t, theta_t, x_t) = 0,      dt = 1 day,
 
@@ -873,7 +873,7 @@ def integrate_backward_euler(x: Forcing, p: Mapping[str, torch.Tensor], S0: torc
         Daily forcing, each ``[T, *batch]`` (or broadcastable per day, e.g. ``[T, B, 1]`` for a
         ``[B, nmul]`` batch): P (mm/day), mean T (degC), PET (mm/day).
     p
-        Physical parameters by SPEC.md name, each ``[*batch]`` (static; broadcastable) or
+        Physical parameters by name (docs/model.md#parameters), each ``[*batch]`` (static; broadcastable) or
         ``[T, *batch]`` (dynamic). ``NDC`` is used when present and ``capillary_rise`` is on
         (otherwise fixed to 1).
     S0

@@ -1,6 +1,6 @@
 """Sequential (operator-splitting) daily HBV update of Feng et al. (2022) — the δHBV scheme.
 
-Per day, in this order, each step updating the storages before the next (SPEC.md section 3):
+Per day, in this order, each step updating the storages before the next (docs/schemes.md#order-of-updates):
 
 1. snow routine: snowfall, melt, refreezing, release of meltwater to the soil;
 2. soil routine: recharge, excess over FC, evapotranspiration (ET limited by SM, SM ≥ 1e-5);
@@ -144,7 +144,7 @@ def integrate_sequential(
         Daily forcing, each ``[T, ...]`` broadcastable against the batch shape of ``S0``:
         P (mm/day), mean temperature (degC), PET (mm/day).
     p
-        Physical parameters by SPEC.md name; each static (``[...]`` or a float) or dynamic
+        Physical parameters by name (docs/model.md#parameters); each static (``[...]`` or a float) or dynamic
         (``[T, ...]``). ``C`` is needed with ``capillary_rise``; ``NDC`` is ignored (fixed to 1).
     S0
         Initial storages ``[..., 5]`` (mm), order of :data:`benchmark.models.hbv.STORAGES`.

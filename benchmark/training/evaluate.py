@@ -1,4 +1,4 @@
-"""Evaluation of a trained differentiable HBV variant on the test period (SPEC.md sections 5-6).
+"""Evaluation of a trained differentiable HBV variant on the test period (docs/training.md#evaluation).
 
 The trained network and HBV run over the test period with ``train.test_warmup_days`` (730)
 days prepended (clipped at the start of the data) so the storages spin up; only the test
@@ -8,7 +8,7 @@ per basin as ``param_<NAME>`` — time mean over the test period and mean over t
 components — and ``route_a``/``route_b``) and scored with :mod:`benchmark.evaluation`:
 ``metrics.json`` and ``per_basin_metrics.csv`` in ``<train.eval_dir>/<model>/``, plus a
 hydrograph and a metric-CDF figure (PNG). Everything is logged to the (model, seed) MLflow
-run opened by training.
+run opened by training. The metrics are those of docs/metrics.md.
 """
 
 from __future__ import annotations

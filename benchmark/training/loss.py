@@ -1,4 +1,4 @@
-"""The RMSE-combined training loss (Song et al. 2024, eqs. 35-36; SPEC.md section 5).
+"""The RMSE-combined training loss (Song et al. 2024, eqs. 35-36; docs/training.md#loss).
 
     L = (1 - alpha) * RMSE(Q, Q*) + alpha * RMSE(g(Q), g(Q*)),   g(q) = log10(sqrt(q + eps) + 0.1)
 

@@ -1,4 +1,4 @@
-"""The parameterization network g_w and the differentiable model it drives (SPEC.md section 5).
+"""The parameterization network g_w and the differentiable model it drives (docs/training.md).
 
 ``g_w`` (the paper's eqs. 1 and 24, the authors' code) maps the normalized daily inputs
 (3 forcings + 35 attributes) to HBV parameters::
@@ -104,8 +104,9 @@ class ParameterLayout:
         Returns
         -------
         params
-            SPEC.md name -> tensor: static ``[basins, nmul]``, dynamic ``[days, basins, nmul]``
-            (without the ``nmul`` axis when ``nmul == 1``, as ``simulate`` expects).
+            Parameter name (docs/model.md#parameters) -> tensor: static ``[basins, nmul]``,
+            dynamic ``[days, basins, nmul]`` (without the ``nmul`` axis when ``nmul == 1``, as
+            ``simulate`` expects).
         routing
             ``(a, b)``, each ``[basins]``, from the last day.
         """

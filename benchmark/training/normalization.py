@@ -1,4 +1,4 @@
-"""Input normalization of the parameterization network (SPEC.md section 5).
+"""Input normalization of the parameterization network (docs/training.md#network-inputs-and-normalization).
 
 The network sees three daily forcings and the 35 static attributes of Table A1:
 

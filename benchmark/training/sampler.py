@@ -1,4 +1,4 @@
-"""Seeded minibatches of basins x time windows (SPEC.md section 5).
+"""Seeded minibatches of basins x time windows (docs/training.md#minibatches-and-warm-up).
 
 A minibatch is ``batch_basins`` distinct basins (drawn without replacement; all of them when
 there are fewer), each with its own scored window of ``window_days`` days inside the training

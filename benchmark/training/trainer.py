@@ -1,4 +1,4 @@
-"""Training of a differentiable HBV variant (Song et al. 2024, Section 2.2.6; SPEC.md section 5).
+"""Training of a differentiable HBV variant (Song et al. 2024, Section 2.2.6; docs/training.md).
 
 One call of :func:`train_model` trains one (model, seed) of the active profile:
 
