@@ -18,7 +18,9 @@ from __future__ import annotations
 import html.parser
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +229,33 @@ def test_cost_table_takes_step_time_and_memory_from_hbvbench_perf(ci_case):
     assert _md_row(cost, "δHBV Euler 1 d")[3:5] == ["n/a", "n/a"]
 
 
+def _without_embedded_images(text: str) -> str:
+    """The report text without its base64 images (random letters that could spell anything)."""
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:image/png;base64,...", text)
+
+
+def test_the_report_contains_no_absolute_path_of_the_build_machine(ci_case, repo_root):
+    """The committed report is read on other machines: the folders it was built from (the
+    repository, the temporary input folders, the home and temp folders) never appear in it."""
+    machine_paths = {str(repo_root), str(ci_case["root"]), str(Path.home()), tempfile.gettempdir()} - {"/", ""}
+    for report in (ci_case["md"], ci_case["html"]):
+        text = _without_embedded_images(report.read_text(encoding="utf-8"))
+        found = sorted(p for p in machine_paths if p in text)
+        assert found == [], f"{report.name} names build-machine folders {found}"
+    # the cost note still says which perf file the numbers come from
+    assert "`hbvbench perf` (perf/perf.json)" in ci_case["md"].read_text(encoding="utf-8")
+
+
+def test_perf_file_inside_the_repository_is_named_relative_to_it(repo_root):
+    from benchmark.report.inputs import read_perf
+    from benchmark.report.tables import perf_note
+
+    perf = read_perf(repo_root / "reports" / "perf", repo_root)
+    assert perf, "the repository's reports/perf/perf.json is missing"
+    assert "`hbvbench perf` (reports/perf/perf.json)" in perf_note(perf)
+    assert str(repo_root) not in perf_note(perf)
+
+
 def test_provenance_names_commit_profile_and_date(ci_case, repo_root):
     md = ci_case["md"].read_text(encoding="utf-8")
     import subprocess
@@ -305,6 +334,7 @@ def test_a_model_evaluated_on_another_profile_is_left_out_and_said_so(ci_case, t
                                 params_path=ci_case["root"] / "params.yaml", lookup_run_ids=False)
     assert [m.name for m in inputs.models] == ["dhbv"]
     assert any("dhbv_cr left out: evaluated on profile 'default', the active profile is 'ci'" in n for n in inputs.notes)
+    assert not any(str(tmp_path) in n for n in inputs.notes)  # named relative to the root, not absolute
 
 
 def test_half_written_model_folder_names_the_missing_file(tmp_path):

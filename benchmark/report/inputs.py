@@ -202,8 +202,23 @@ def read_published() -> dict[str, pd.DataFrame]:
     return tables
 
 
-def read_perf(perf_dir: Path) -> list[dict[str, Any]]:
-    """Every ``hbvbench perf`` result under ``perf_dir`` (``*.json``), newest file last."""
+def display_path(path: Path, root: Path = REPO_ROOT) -> str:
+    """``path`` as the report prints it: relative to the repository ``root`` when inside it,
+    else its parent folder's name and its own name. Never an absolute path of the machine
+    that built the report (the committed report is read on other machines)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return f"{path.parent.name}/{path.name}"
+
+
+def read_perf(perf_dir: Path, root: Path = REPO_ROOT) -> list[dict[str, Any]]:
+    """Every ``hbvbench perf`` result under ``perf_dir`` (``*.json``), newest file last.
+
+    Each result carries ``_file``, its path as :func:`display_path` prints it (relative to
+    ``root``, the repository).
+    """
     if not perf_dir.is_dir():
         return []
     results = []
@@ -213,7 +228,7 @@ def read_perf(perf_dir: Path) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read perf result {path}: {exc}") from None
         if isinstance(data, dict):
-            data = {**data, "_file": str(path)}
+            data = {**data, "_file": display_path(path, root)}
             results.append(data)
     return results
 
@@ -354,7 +369,8 @@ def collect_from_files(
                 continue
             other = predictions_profile(result.predictions)
             if profile is not None and other is not None and other != profile:
-                notes.append(f"{directory} left out: evaluated on profile {other!r}, the active profile is {profile!r}.")
+                notes.append(f"{display_path(directory, root)} left out: evaluated on profile {other!r}, "
+                             f"the active profile is {profile!r}.")
                 continue
             models.append(result)
     if not models:
@@ -372,7 +388,7 @@ def collect_from_files(
     return ReportInputs(
         models=models,
         published=read_published(),
-        perf=read_perf(dirs["perf"]),
+        perf=read_perf(dirs["perf"], root),
         provenance=collect_provenance(root, profile, run_ids),
         notes=notes,
     )
@@ -494,6 +510,6 @@ def collect_from_mlflow(
     return ReportInputs(
         models=models,
         published=read_published(),
-        perf=read_perf(perf if Path(perf).is_absolute() else root / perf),
+        perf=read_perf(perf if Path(perf).is_absolute() else root / perf, root),
         provenance=collect_provenance(root, profile, {m.name: m.run_id for m in models if m.run_id}),
     )
