@@ -129,10 +129,9 @@ def _paired_row(comparison: MetricComparison, a: str, b: str) -> list[Cell]:
 def paired_table(inputs: ReportInputs, comparisons: Comparisons) -> Table | None:
     """One row group per paper pair, one row per metric (None when no pair is in the report)."""
     groups = []
+    models = {m.name: m for m in inputs.models}
     for pair in paper_pairs(inputs):
-        a, b = inputs.model(pair.a), inputs.model(pair.b)
-        assert a is not None and b is not None  # paper_pairs keeps only present pairs
-        result = comparisons.get(a, b)
+        result = comparisons.get(models[pair.a], models[pair.b])
         rows = [_paired_row(c, pair.a, pair.b) for c in result.metrics.values()]
         heading = f"A = {styles.label(pair.a)}, B = {styles.label(pair.b)} ({pair.question})"
         groups.append(RowGroup(heading, rows or [[Cell("no metric both models have")] + [Cell("—")] * 8]))
@@ -175,10 +174,9 @@ class Judgement:
 def judge(finding: Finding, better: str, worse: str, inputs: ReportInputs, comparisons: Comparisons) -> Judgement:
     """Apply the decision rule to one finding and pair (``better``: the model the paper favours)."""
     a, b = inputs.model(better), inputs.model(worse)
-    missing = [styles.label(n) for n, m in ((better, a), (worse, b)) if m is None]
-    if missing:
+    if a is None or b is None:
+        missing = [styles.label(n) for n, m in ((better, a), (worse, b)) if m is None]
         return Judgement(finding, better, worse, CANNOT_TELL, None, f"{' and '.join(missing)} not in this run")
-    assert a is not None and b is not None
     comparison = comparisons.get(a, b).get(finding.metric)
     if comparison is None:
         return Judgement(finding, better, worse, CANNOT_TELL, None,

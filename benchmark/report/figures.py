@@ -374,8 +374,8 @@ def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
         ax.set_title(f"Training curves: {title}", fontsize=10)
     fig.tight_layout()
     return ReportFigure("training_curves", "Per-epoch loss of each trained model from its training log "
-                        "(artifacts/models/<model>/train_log.csv; the LSTM's epoch_losses.csv); solid: training, "
-                        "dashed: validation.", _png(fig))
+                        "(artifacts/models/<model>/train_log.csv; the LSTM's epoch_losses.csv; a model with several seeds: "
+                        "its first seed); solid: training, dashed: validation.", _png(fig))
 
 
 def all_figures(inputs: ReportInputs) -> tuple[list[ReportFigure], list[str]]:
