@@ -43,7 +43,8 @@ def parameters(spec: object, n_basins: int, seed: int | None) -> dict[str, torch
         if seed is None:
             out[name] = torch.full((n_basins,), p.mid)
             continue
-        u = 0.5 + np.random.default_rng([seed, zlib.crc32(name.encode())]).uniform(-PARAMETER_JITTER, PARAMETER_JITTER, n_basins)
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        u = 0.5 + rng.uniform(-PARAMETER_JITTER, PARAMETER_JITTER, n_basins)
         out[name] = torch.tensor(p.lo + u * (p.hi - p.lo), dtype=torch.float32)
     return out
 
