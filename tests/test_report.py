@@ -35,6 +35,7 @@ from benchmark.cli import main as cli_main
 from benchmark.errors import DataError
 from benchmark.report import styles
 from benchmark.report.inputs import ModelResult, collect_from_files
+from tests.report_fixtures import artifact_dir, require_chromium
 
 CI_BASINS = ["01022500", "01031500", "01047000", "02053200"]
 TEST_START, TEST_END, WARMUP_START = "1995-10-01", "2000-09-30", "1994-10-01"
@@ -119,17 +120,21 @@ def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_roo
 
 
 class _Rows(html.parser.HTMLParser):
-    """Table rows of an HTML page as lists of cell texts, with the <tbody> class they sit in."""
+    """Table rows of an HTML page as lists of cell texts, with the <tbody> class they sit in;
+    ``by_table`` holds the same rows per table section id (``table-streamflow``...)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[tuple[str, list[str], list[bool]]] = []
+        self.by_table: dict[str, list[tuple[str, list[str], list[bool]]]] = {}
         self.images: list[str] = []
-        self._body, self._cells, self._bold, self._in_cell = "", [], [], False
+        self._body, self._cells, self._bold, self._in_cell, self._section = "", [], [], False, ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "tbody":
+        if tag == "section":
+            self._section = a.get("id") or ""
+        elif tag == "tbody":
             self._body = a.get("class") or ""
         elif tag == "tr":
             self._cells, self._bold = [], []
@@ -145,6 +150,7 @@ class _Rows(html.parser.HTMLParser):
             self._in_cell = False
         elif tag == "tr":
             self.rows.append((self._body, self._cells, self._bold))
+            self.by_table.setdefault(self._section, []).append(self.rows[-1])
 
     def handle_data(self, data: str) -> None:
         if self._in_cell:
@@ -169,33 +175,36 @@ def _md_row(md: str, label: str) -> list[str]:
 def test_a_table_cell_is_the_median_of_the_per_basin_file_in_markdown_and_html(ci_case):
     per_basin = pd.read_csv(ci_case["root"] / "eval" / "dhbv" / "per_basin_metrics.csv", dtype={"basin": str},
                             na_values=["n/a"])
-    expected_nse = f"{np.nanmedian(per_basin['NSE'].to_numpy(float)):.3f}"
-    expected_flv = f"{np.nanmedian(per_basin['absFLV']):.2f} ({np.nanmedian(per_basin['FLV']):.2f})"
+    expected_nse = f"{np.nanmedian(per_basin['NSE'].to_numpy(float)):.3f} ["
+    expected_flv = f"{np.nanmedian(per_basin['absFLV']):.2f} ({np.nanmedian(per_basin['FLV']):.2f}) ["
     # the DVC metrics file agrees with the per-basin file
     summary = json.loads((ci_case["root"] / "eval" / "dhbv" / "metrics.json").read_text())
-    assert f"{summary['NSE_median']:.3f}" == expected_nse
+    assert f"{summary['NSE_median']:.3f} [" == expected_nse
 
     md_cells = _md_row(ci_case["md"].read_text(encoding="utf-8"), styles.label("dhbv"))
-    assert md_cells[2] == expected_nse and md_cells[4] == expected_flv
+    assert md_cells[1:3] == ["4", "1"]  # basins, seeds
+    assert md_cells[3].startswith(expected_nse) and md_cells[5].startswith(expected_flv)
     html_rows = [r for r in _html_rows(ci_case["html"]).rows if r[0] == "ours" and r[1][0] == styles.label("dhbv")]
-    assert html_rows[0][1][2] == expected_nse and html_rows[0][1][4] == expected_flv
+    assert html_rows[0][1][3] == md_cells[3] and html_rows[0][1][5] == md_cells[5]
 
 
-def test_best_values_are_marked_only_among_our_full_coverage_rows(ci_case):
-    rows = _html_rows(ci_case["html"]).rows
-    streamflow = [r for r in rows if len(r[1]) == 9]  # the Table 1 layout has 9 columns
-    ours = [r for r in streamflow if r[0] == "ours" and r[1][0] != "Model" and "basins" not in r[1][0]]
-    published = [r for r in streamflow if r[0] == "published" and "(published)" in r[1][0]]
-    assert len(published) == 6 and not any(any(r[2]) for r in published)
-    nse = {r[1][0]: float(r[1][2]) for r in ours if r[1][1] == "4"}
-    best_rows = [r[1][0] for r in ours if r[2][2]]
-    assert best_rows == [max(nse, key=nse.get)]
+def test_with_four_basins_no_difference_is_significant_so_nothing_is_marked_best(ci_case):
+    """The smallest two-sided exact Wilcoxon p on 4 basins is 2/16 = 0.125: no model may be bold,
+    however different its median (the old rule bolded the highest median)."""
+    tables = _html_rows(ci_case["html"]).by_table
+    for key in ("table-streamflow", "table-signatures", "table-cost"):
+        rows = [r for r in tables[key] if r[0] in ("ours", "published")]
+        assert rows and not any(any(bold) for _, _, bold in rows), key
+    ours = [r for r in tables["table-streamflow"] if r[0] == "ours" and len(r[1]) > 1 and r[1][1] == "4"]
+    nse = [float(r[1][3].split(" ")[0]) for r in ours]
+    assert len(set(nse)) > 1  # the medians differ; only the test decides
+    assert "A column without bold has no significant winner" in ci_case["md"].read_text(encoding="utf-8")
 
 
 def test_published_rows_are_labelled_and_not_mixed_into_our_medians(ci_case):
     md = ci_case["md"].read_text(encoding="utf-8")
     assert "*published, 671 basins (Song et al. 2024), Table 1*" in md
-    assert _md_row(md, "δHBV.adj (published)")[2:8] == ["0.72", "0.75", "43.29 (37.61)", "13.25 (-4.33)", "0.048", "2.47"]
+    assert _md_row(md, "δHBV.adj (published)")[3:9] == ["0.72", "0.75", "43.29 (37.61)", "13.25 (-4.33)", "0.048", "2.47"]
     # our δHBV row is computed from our files only: 4 basins, not 671
     assert _md_row(md, "δHBV")[1] == "4"
 
@@ -205,15 +214,15 @@ def test_sacsma_row_says_how_many_basins_it_covers(ci_case):
     row = _md_row(md, "SAC-SMA")
     assert row[1] == "1 of 4 basins"
     sac = pd.read_csv(ci_case["root"] / "baselines" / "sacsma" / "per_basin_metrics.csv", dtype={"basin": str})
-    assert row[2] == f"{sac.set_index('basin').loc['01031500', 'NSE']:.3f}"
+    assert row[3] == f"{sac.set_index('basin').loc['01031500', 'NSE']:.3f} [no CI: 1 basin]"
     assert "not comparable, not marked best" in md
 
 
 def test_signature_table_reports_na_without_modis_and_bfi_r_from_metrics_json(ci_case):
     summary = json.loads((ci_case["root"] / "eval" / "dhbv_cr" / "metrics.json").read_text())
     row = _md_row(ci_case["md"].read_text(encoding="utf-8").split("### Hydrological signatures")[1], "δHBV improved")
-    assert row[2] == f"{summary['BFI_r']:.3f}"
-    assert row[3] == "n/a" and row[4] == "0 of 4"
+    assert row[3].startswith(f"{summary['BFI_r']:.3f} [")  # recomputed from the per-basin BFI columns
+    assert row[4] == "n/a" and row[5] == "0 of 4"
 
 
 def test_cost_table_takes_step_time_and_memory_from_hbvbench_perf(ci_case):
@@ -299,7 +308,7 @@ def test_adjoint_minus_sequential_uses_the_per_basin_metrics(reference_dir: Path
         from benchmark import metrics
 
         row = metrics.basin_metrics(sim.to_numpy(), forcing["qobs"].to_numpy())
-        results[name] = ModelResult(name, pd.DataFrame([row], index=pd.Index(["01022500"], name="basin")), {})
+        results[name] = ModelResult.single(name, pd.DataFrame([row], index=pd.Index(["01022500"], name="basin")))
     reference = pd.read_csv(reference_dir / "metrics_reference.csv", index_col="series")
     expected = reference.loc["imp_hbv:Q_routed_tight", "NSE"] - reference.loc["seq_hbv:Q_routed", "NSE"]
     diff = metric_differences(results["dhbv_adj"], results["dhbv"], "NSE")
@@ -347,30 +356,14 @@ def test_half_written_model_folder_names_the_missing_file(tmp_path):
 # --------------------------------------------------------------------------- browser
 
 
-def _artifact_dir(repo_root: Path) -> Path:
-    folder = Path(os.environ.get("HBVBENCH_TEST_ARTIFACTS", repo_root / "reports" / "screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _require_chromium() -> None:
-    from benchmark.report.browser import find_chromium
-
-    if find_chromium() is None:
-        if os.environ.get("HBVBENCH_ALLOW_NO_BROWSER") == "1":
-            pytest.skip("no Chromium and HBVBENCH_ALLOW_NO_BROWSER=1")
-        pytest.fail("headless Chromium is required for the report test: install Debian's `chromium` "
-                    "(apt-get install chromium; .ci/run does) or set HBVBENCH_ALLOW_NO_BROWSER=1 to skip")
-
-
 def test_leaderboard_html_loads_offline_in_headless_chromium(ci_case, repo_root, tmp_path):
     from benchmark.report.browser import inspect_page
 
-    _require_chromium()
+    require_chromium()
     page = inspect_page(ci_case["html"])
     shot = tmp_path / "leaderboard.png"
     shot.write_bytes(page.screenshot)
-    shutil.copy(shot, _artifact_dir(repo_root) / "leaderboard.png")
+    shutil.copy(shot, artifact_dir(repo_root) / "leaderboard.png")
 
     assert page.title == "hbvbench leaderboard"
     assert page.console_errors == []
@@ -408,7 +401,7 @@ def test_report_from_mlflow_reads_the_runs_artifacts(ci_case, mlflow_tracking_ur
                      "--perf-dir", str(tmp_path / "perf"), "--out", str(out)]) == 0
     md = (out / "leaderboard.md").read_text(encoding="utf-8")
     expected = _md_row(ci_case["md"].read_text(encoding="utf-8"), "δHBV improved")
-    assert _md_row(md, "δHBV improved")[:8] == expected[:8]
+    assert _md_row(md, "δHBV improved")[:9] == expected[:9]
     for model, run_id in run_ids.items():
         assert f"{model}: {run_id}" in md
     assert {"ecdf_nse_kge.png", "hydrographs.png"} <= {p.name for p in (out / "figures").glob("*.png")}
@@ -418,7 +411,7 @@ def test_the_browser_check_catches_an_external_request_and_a_broken_image(ci_cas
     """Negative control: the same page with one external image must fail the checks above."""
     from benchmark.report.browser import inspect_page
 
-    _require_chromium()
+    require_chromium()
     broken = tmp_path / "broken.html"
     text = ci_case["html"].read_text(encoding="utf-8")
     broken.write_text(text.replace("</body>", '<img src="http://127.0.0.1:9/x.png" alt="external"></body>'),

@@ -53,7 +53,7 @@ def test_ci_pipeline_report_renders_and_loads_offline(ci_data_dir, mlflow_tracki
     assert f"| {per_iteration:.2f} |" in cost_row
     # streamflow table: the adjoint model's median NSE from its per-basin file
     per_basin = pd.read_csv(tmp_path / "eval" / "dhbv_adj" / "per_basin_metrics.csv", na_values=["n/a"])
-    assert f"| {np.nanmedian(per_basin['NSE']):.3f} |" in [r for r in md.splitlines() if r.startswith("| δHBV.adj |")][0]
+    assert f"| {np.nanmedian(per_basin['NSE']):.3f} [" in [r for r in md.splitlines() if r.startswith("| δHBV.adj |")][0]
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figures == ["adjoint_minus_sequential.png", "ecdf_nse_kge.png", "hydrographs.png", "parameters.png",
                        "training_curves.png"]

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.report import styles
+from benchmark.report.budgets import budget_table
+from benchmark.report.comparisons import Comparisons
+from benchmark.report.evidence import evidence_table, paired_table
 from benchmark.report.figures import ReportFigure, all_figures
 from benchmark.report.html import render_page
 from benchmark.report.inputs import ReportInputs
-from benchmark.report.tables import Table, all_tables, to_markdown
+from benchmark.report.tables import Table, all_tables, benchmark_basins, to_markdown
 
 TITLE = "hbvbench leaderboard"
 INTRO = ("Differentiable HBV models (Song et al. 2024, HESS 28:3051, doi:10.5194/hess-28-3051-2024) and baselines "
@@ -31,11 +34,18 @@ class ReportPaths:
     figures: tuple[Path, ...]
 
 
+EVIDENCE_HEADING = "What the evidence says"
+EVIDENCE_INTRO = ("Each finding of the paper that this benchmark can check, judged on this run's basins and seeds by "
+                  "the decision rule below the table.")
+
+
 def render_markdown(tables: list[Table], figures: list[ReportFigure], provenance: dict[str, str],
-                    notes: list[str], figures_rel: str = "figures") -> str:
+                    notes: list[str], figures_rel: str = "figures", evidence: Table | None = None) -> str:
     """The markdown leaderboard; figures referenced relative to the markdown file."""
     lines = [f"# {TITLE}", "", INTRO, "", "## Provenance", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in provenance.items()]
+    if evidence is not None:
+        lines += ["", f"## {EVIDENCE_HEADING}", "", EVIDENCE_INTRO, "", to_markdown(evidence)]
     lines += ["", "## Tables", ""]
     for table in tables:
         lines += [to_markdown(table), ""]
@@ -92,15 +102,19 @@ def build_report(inputs: ReportInputs, out_dir: Path) -> ReportPaths:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = all_tables(inputs)
+    comparisons = Comparisons(benchmark_basins(inputs))
+    tables = all_tables(inputs, comparisons)
+    extra = [paired_table(inputs, comparisons), budget_table(inputs)]
+    tables = tables[:-1] + [t for t in extra if t is not None] + tables[-1:]  # cost last
+    evidence = evidence_table(inputs, comparisons)
     figures, missing = all_figures(inputs)
     notes = list(inputs.notes) + missing
     colours = [(styles.label(m.name), styles.colour(m.name)) for m in sorted(inputs.models, key=lambda m: styles.sort_key(m.name))]
     figures_dir = out_dir / "figures"
     _replace_dir_atomic(figures_dir, {f"{f.name}.png": f.png for f in figures})
-    markdown = render_markdown(tables, figures, inputs.provenance, notes)
+    markdown = render_markdown(tables, figures, inputs.provenance, notes, evidence=evidence)
     page = render_page(title=TITLE, intro=INTRO, tables=tables, figures=figures, provenance=inputs.provenance,
-                       colours=colours, notes=notes)
+                       colours=colours, notes=notes, evidence=(EVIDENCE_HEADING, EVIDENCE_INTRO, evidence))
     _write_text_atomic(out_dir / "leaderboard.md", markdown)
     _write_text_atomic(out_dir / "leaderboard.html", page)
     return ReportPaths(out_dir / "leaderboard.md", out_dir / "leaderboard.html", figures_dir,

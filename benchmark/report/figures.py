@@ -52,24 +52,57 @@ def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- Fig. 3
 
 
+def ecdf_at(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Fraction of the finite ``values`` at or below each point of ``grid``."""
+    finite = np.sort(values[np.isfinite(values)])
+    if not finite.size:
+        return np.full(grid.shape, np.nan)
+    return np.searchsorted(finite, grid, side="right") / finite.size
+
+
+def _basin_values(per_basin: pd.DataFrame, metric: str, basins: set[str]) -> np.ndarray:
+    if metric not in per_basin.columns:
+        return np.array([])
+    series = pd.to_numeric(per_basin[metric], errors="coerce")
+    return series[series.index.isin(list(basins))].to_numpy(dtype=float)
+
+
+def _draw_model_ecdf(ax: Any, result: ModelResult, metric: str, basins: set[str]) -> bool:
+    """One model's ECDF: a line, with the min-max band of its seeds' ECDFs and the seed
+    ensemble (dashed) when it has several seeds. False when it has no value to draw."""
+    per_seed = [_basin_values(run.per_basin, metric, basins) for run in result.runs]
+    per_seed = [v[np.isfinite(v)] for v in per_seed]
+    if not any(v.size for v in per_seed):
+        return False
+    colour, label = styles.colour(result.name), styles.label(result.name)
+    n = max(v.size for v in per_seed)
+    if len(per_seed) == 1:
+        x, y = _ecdf(per_seed[0])
+        # clip to the paper's axis range so one poor basin does not squash the plot
+        ax.step(np.clip(x, -1.0, 1.0), y, where="post", color=colour, lw=1.8, label=f"{label} (n={n})")
+        return True
+    grid = np.unique(np.clip(np.concatenate([[-1.0, 1.0], *per_seed]), -1.0, 1.0))
+    curves = np.stack([ecdf_at(np.clip(v, -1.0, 1.0), grid) for v in per_seed if v.size])
+    ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), step="post", color=colour, alpha=0.22, lw=0)
+    ax.step(grid, np.median(curves, axis=0), where="post", color=colour, lw=1.8,
+            label=f"{label} (n={n}, {len(per_seed)} seeds)")
+    if result.ensemble is not None:
+        x, y = _ecdf(_basin_values(result.ensemble.per_basin, metric, basins))
+        ax.step(np.clip(x, -1.0, 1.0), y, where="post", color=colour, lw=1.2, ls="--")
+    return True
+
+
 def ecdf_figure(inputs: ReportInputs) -> ReportFigure | None:
-    """Empirical CDFs of NSE and KGE across basins, one line per model (the paper's Fig. 3)."""
+    """Empirical CDFs of NSE and KGE across basins, one line per model (the paper's Fig. 3);
+    for a model with several seeds, the band of its seeds' ECDFs around their pointwise median
+    and its seed ensemble dashed."""
     basins = benchmark_basins(inputs)
     fig = Figure(figsize=(10, 4.2))
     axes = fig.subplots(1, 2)
     drawn = False
     for ax, metric in zip(axes, ("NSE", "KGE")):
         for result in ordered(inputs.models):
-            if metric not in result.per_basin.columns:
-                continue
-            series = pd.to_numeric(result.per_basin[metric], errors="coerce")
-            x, y = _ecdf(series[series.index.isin(list(basins))].to_numpy(dtype=float))
-            if not x.size:
-                continue
-            drawn = True
-            # clip to the paper's axis range so one poor basin does not squash the plot
-            ax.step(np.clip(x, -1.0, 1.0), y, where="post", color=styles.colour(result.name), lw=1.8,
-                    label=f"{styles.label(result.name)} (n={x.size})")
+            drawn = _draw_model_ecdf(ax, result, metric, basins) or drawn
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, 1.02)
         ax.set_xlabel(f"{metric} (–), values below −1 shown at −1")
@@ -80,8 +113,12 @@ def ecdf_figure(inputs: ReportInputs) -> ReportFigure | None:
         return None
     axes[0].legend(loc="upper left", fontsize=8)
     fig.suptitle("Empirical CDF of test-period NSE and KGE across basins")
+    several = any(len(m.runs) > 1 for m in inputs.models)
+    seeds_text = (" For a model with several seeds: shaded, the range (lowest to highest) of its seeds' ECDFs; line, "
+                  "their pointwise median; dashed, the seed ensemble (mean of the seeds' daily flows).") if several else ""
     return ReportFigure("ecdf_nse_kge", "Empirical cumulative distribution of test-period NSE (left) and KGE "
-                        "(right) across basins, one line per model (layout of the paper's Fig. 3).", _png(fig))
+                        "(right) across basins, one line per model (layout of the paper's Fig. 3)." + seeds_text,
+                        _png(fig))
 
 
 # --------------------------------------------------------------------------- Fig. 6
@@ -158,7 +195,8 @@ def hydrograph_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFig
             if basin not in ds["basin"].values:
                 continue
             sim = ds["qsim"].sel(basin=basin).to_series().loc[start:end]
-            kge = result.per_basin["KGE"].get(basin, math.nan) if "KGE" in result.per_basin.columns else math.nan
+            run_metrics = result.primary.per_basin  # the plotted run's own score
+            kge = run_metrics["KGE"].get(basin, math.nan) if "KGE" in run_metrics.columns else math.nan
             kge_text = f"{kge:.2f}" if np.isfinite(kge) else "n/a"
             ax.plot(sim.index, sim.values, color=styles.colour(result.name), lw=1.1, alpha=0.9,
                     label=f"{styles.label(result.name)} (KGE {kge_text})")
@@ -171,7 +209,8 @@ def hydrograph_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFig
     fig.tight_layout()
     return ReportFigure("hydrographs", "Observed and simulated daily streamflow at three basins (lowest, median and "
                         "highest mean observed flow) in the water year with the largest observed flow of the test "
-                        "period; KGE over the whole test period in the legend (layout of the paper's Fig. 6).", _png(fig))
+                        "period; KGE over the whole test period in the legend (layout of the paper's Fig. 6). A model with "
+                        "several seeds is shown by its first seed.", _png(fig))
 
 
 # --------------------------------------------------------------------------- adjoint - sequential
@@ -281,7 +320,8 @@ def parameter_figure(inputs: ReportInputs, cache: PredictionCache) -> ReportFigu
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return ReportFigure("parameters", "Learned HBV parameters across basins (basin value = mean over days and "
-                        "components), y-axes span the physical ranges of docs/model.md#parameters.", _png(fig))
+                        "components; a model with several seeds: its first seed), y-axes span the physical ranges "
+                        "(docs/model.md#parameters).", _png(fig))
 
 
 # --------------------------------------------------------------------------- training curves
@@ -334,8 +374,8 @@ def training_curve_figure(inputs: ReportInputs) -> ReportFigure | None:
         ax.set_title(f"Training curves: {title}", fontsize=10)
     fig.tight_layout()
     return ReportFigure("training_curves", "Per-epoch loss of each trained model from its training log "
-                        "(artifacts/models/<model>/train_log.csv; the LSTM's epoch_losses.csv); solid: training, "
-                        "dashed: validation.", _png(fig))
+                        "(artifacts/models/<model>/train_log.csv; the LSTM's epoch_losses.csv; a model with several seeds: "
+                        "its first seed); solid: training, dashed: validation.", _png(fig))
 
 
 def all_figures(inputs: ReportInputs) -> tuple[list[ReportFigure], list[str]]:

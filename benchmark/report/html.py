@@ -21,6 +21,7 @@ td:first-child, th:first-child { text-align: left; }
 thead th { background: #eef2f6; }
 tr.group th { background: #f7f7f7; text-align: left; font-weight: 600; font-style: italic; }
 tbody.published td { color: #555; background: #fbfbf6; }
+tbody.ensemble td { background: #f6f8fb; }
 td.best { background: #e3f4e3; }
 ul.notes { font-size: 0.82em; color: #444; margin-top: 0.2em; }
 figure { margin: 1.2em 0; }
@@ -48,6 +49,7 @@ def render_page(
     provenance: dict[str, str],
     colours: list[tuple[str, str]],
     notes: list[str],
+    evidence: tuple[str, str, Table] | None = None,
 ) -> str:
     """Assemble the leaderboard page.
 
@@ -57,11 +59,17 @@ def render_page(
         ``(label, hex colour)`` of every model, shown as a legend above the figures.
     notes
         Free-text remarks (missing inputs, figures not drawn).
+    evidence
+        ``(heading, introduction, table)`` of the section judging the paper's findings,
+        placed before the tables.
     """
     esc = html_lib.escape
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(intro)}</p>", "<h2>Provenance</h2>", '<dl class="provenance">']
     body += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in provenance.items()]
     body.append("</dl>")
+    if evidence is not None:
+        heading, text, table = evidence
+        body += [f'<h2 id="evidence">{esc(heading)}</h2>', f"<p>{esc(text)}</p>", to_html(table)]
     body.append("<h2>Tables</h2>")
     body += [to_html(table) for table in tables]
     body.append("<h2>Figures</h2>")

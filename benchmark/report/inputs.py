@@ -3,13 +3,17 @@
 
 Two sources give the same :class:`ReportInputs`:
 
-- ``files`` (default, what the DVC ``report`` stage uses): ``artifacts/eval/<model>/``,
+- ``files`` (default, what the DVC ``report`` stage uses): ``artifacts/eval/<model>/``
+  (the profile's first seed) and its ``seed_<S>/`` subfolders (the other seeds),
   ``artifacts/baselines/<name>/`` (``metrics.json``, ``per_basin_metrics.csv``,
-  ``predictions.nc``), ``artifacts/models/<model>/train_log.csv`` and ``reports/perf/*.json``;
-- ``mlflow``: the latest finished run per model in the tracking store, its artifacts
-  downloaded to a scratch folder (see :func:`collect_from_mlflow`).
+  ``predictions.nc``), ``artifacts/models/<model>[/seed_<S>]/train_log.csv`` and
+  ``reports/perf/*.json``;
+- ``mlflow``: the latest finished run per model and seed in the tracking store, its
+  artifacts downloaded to a scratch folder (see :func:`collect_from_mlflow`).
 
-Only model folders that exist are shown; nothing is required except at least one model.
+A model with several seeds also gets its seed ensemble scored (the mean over the seeds of
+the daily flows, :mod:`benchmark.ensemble`), which needs the processed dataset. Only model
+folders that exist are shown; nothing is required except at least one model.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmark.config import REPO_ROOT
@@ -32,29 +37,37 @@ BASELINE_NAMES: frozenset[str] = frozenset({"lstm", "lstm_nh", "sacsma"})
 NAME_ALIASES: dict[str, str] = {"lstm_nh": "lstm"}
 #: Per-epoch log file names, in order of preference (trainer; neuralhydrology baseline).
 TRAIN_LOG_NAMES: tuple[str, ...] = ("train_log.csv", "epoch_losses.csv")
+#: A model's seeds other than the profile's first live in ``<model>/seed_<S>/`` (the trainer's layout).
+SEED_FOLDER_PREFIX = "seed_"
 
 
 @dataclass
-class ModelResult:
-    """Everything the report knows about one model (or baseline).
+class SeedRun:
+    """One trained and evaluated (model, seed).
 
     Attributes
     ----------
-    name
-        Registry or baseline name (``dhbv``, ``dhbv_adj``, ``lstm``, ``sacsma``...).
+    seed
+        The training seed (None when no file names it).
     per_basin
         One row per basin (index: 8-digit gauge id), the columns of ``per_basin_metrics.csv``.
     summary
         The flat ``metrics.json`` dict (medians, ``BFI_r``, ``n_basins``...).
     predictions
-        Path of ``predictions.nc`` (test period), or None when the model folder has none.
+        Path of ``predictions.nc`` (test period), or None when the folder has none.
     train_log
         Per-epoch training log (``train_log.csv``) or None.
     run_id
         MLflow run id when known.
+    source
+        The folder the files were read from.
+    run_metrics
+        Final metrics of the MLflow run (``train_wall_s``...) when a tracking store has it.
+    run_params
+        Parameters of that MLflow run (the training setup: ``batch_basins``, ``window_days``...).
     """
 
-    name: str
+    seed: int | None
     per_basin: pd.DataFrame
     summary: dict[str, Any]
     predictions: Path | None = None
@@ -62,6 +75,89 @@ class ModelResult:
     run_id: str | None = None
     source: Path | None = None
     run_metrics: dict[str, float] = field(default_factory=dict)
+    run_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EnsembleScore:
+    """The scores of a model's ensemble-mean prediction (mean over its seeds of the daily flows)."""
+
+    seeds: tuple[int | None, ...]
+    per_basin: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass
+class ModelResult:
+    """Everything the report knows about one model (or baseline): one :class:`SeedRun` per
+    training seed, the profile's first seed first, and the seed ensemble when scored.
+
+    The per-basin table of a model (:attr:`per_basin`) is, per basin and metric, the mean
+    over its seeds of the per-seed values (a single seed's own values when it has one);
+    a basin missing or NaN in any seed is NaN. Everything else that belongs to one run
+    (predictions, training log, run id) is the first seed's (:attr:`primary`).
+    """
+
+    name: str
+    runs: list[SeedRun]
+    ensemble: EnsembleScore | None = None
+    _seed_mean: pd.DataFrame | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise DataError(f"model {self.name!r} has no evaluated seed")
+
+    @classmethod
+    def single(cls, name: str, per_basin: pd.DataFrame, summary: dict[str, Any] | None = None, **run: Any) -> ModelResult:
+        """A model with one run (``run``: the other :class:`SeedRun` fields)."""
+        return cls(name, [SeedRun(run.pop("seed", None), per_basin, summary or {}, **run)])
+
+    @property
+    def primary(self) -> SeedRun:
+        """The profile's first seed (the one a single-seed pipeline trains)."""
+        return self.runs[0]
+
+    @property
+    def seeds(self) -> tuple[int | None, ...]:
+        """The training seeds, the primary first."""
+        return tuple(run.seed for run in self.runs)
+
+    @property
+    def per_basin(self) -> pd.DataFrame:
+        """Per-basin metrics, averaged over the seeds (see the class docstring)."""
+        if self._seed_mean is None:
+            self._seed_mean = seed_mean(self.runs)
+        return self._seed_mean
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The primary run's ``metrics.json``."""
+        return self.primary.summary
+
+    @property
+    def predictions(self) -> Path | None:
+        """The primary run's ``predictions.nc``."""
+        return self.primary.predictions
+
+    @property
+    def train_log(self) -> pd.DataFrame | None:
+        """The primary run's training log."""
+        return self.primary.train_log
+
+    @property
+    def run_id(self) -> str | None:
+        """The primary run's MLflow run id."""
+        return self.primary.run_id
+
+    @property
+    def source(self) -> Path | None:
+        """The primary run's folder."""
+        return self.primary.source
+
+    @property
+    def run_metrics(self) -> dict[str, float]:
+        """The primary run's MLflow metrics."""
+        return self.primary.run_metrics
 
     @property
     def is_baseline(self) -> bool:
@@ -69,15 +165,33 @@ class ModelResult:
         return self.name in BASELINE_NAMES
 
 
+def seed_mean(runs: list[SeedRun]) -> pd.DataFrame:
+    """Per basin and column, the mean over the runs (NaN where any run lacks a finite value).
+
+    One run: its own table, unchanged. Columns and basins: those of the first run.
+    """
+    if len(runs) == 1:
+        return runs[0].per_basin
+    first = runs[0].per_basin
+    numeric = [c for c in first.columns if all(c in r.per_basin.columns for r in runs)
+               and all(pd.api.types.is_numeric_dtype(r.per_basin[c]) for r in runs)]
+    stacked = np.stack([r.per_basin.reindex(index=first.index, columns=numeric).to_numpy(dtype=float) for r in runs])
+    with np.errstate(invalid="ignore"):
+        mean = np.where(np.all(np.isfinite(stacked), axis=0), stacked.mean(axis=0), np.nan)
+    return pd.DataFrame(mean, index=first.index, columns=numeric)
+
+
 @dataclass
 class ReportInputs:
-    """The complete input of one report."""
+    """The complete input of one report (``params``: the validated params.yaml, None when
+    it could not be read)."""
 
     models: list[ModelResult]
     published: dict[str, pd.DataFrame]
     perf: list[dict[str, Any]]
     provenance: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    params: Any = None
 
     def model(self, name: str) -> ModelResult | None:
         """The model called ``name`` (aliases resolved), or None."""
@@ -157,12 +271,14 @@ def read_train_log(path: Path) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
-def load_model_dir(directory: Path, *, train_log: Path | None = None) -> ModelResult | None:
-    """Load one ``artifacts/eval/<model>`` or ``artifacts/baselines/<name>`` folder.
+def load_run_dir(directory: Path, *, train_log: Path | None = None, seed: int | None = None) -> SeedRun | None:
+    """Load one evaluated run folder (``artifacts/eval/<model>``, its ``seed_<S>`` subfolders,
+    or ``artifacts/baselines/<name>``).
 
     Returns None for a folder without ``metrics.json`` and ``per_basin_metrics.csv`` (not
     evaluated yet). A folder with only one of the two is a half-written evaluation and
-    raises :class:`DataError` naming the missing file.
+    raises :class:`DataError` naming the missing file. The seed is ``seed`` when given (the
+    folder name says it) and otherwise the ``seed`` attribute of ``predictions.nc``.
     """
     metrics_path = directory / "metrics.json"
     per_basin_path = directory / "per_basin_metrics.csv"
@@ -172,18 +288,71 @@ def load_model_dir(directory: Path, *, train_log: Path | None = None) -> ModelRe
         if not required.is_file():
             raise DataError(f"model folder {directory} is incomplete: {required.name} is missing")
     summary = read_summary(metrics_path)
-    name = NAME_ALIASES.get(directory.name, directory.name)
     predictions = directory / "predictions.nc"
+    predictions = predictions if predictions.is_file() else None
+    recorded = _int_or_none(predictions_attrs(predictions).get("seed"))
+    if seed is not None and recorded is not None and recorded != seed:
+        raise DataError(f"{predictions} was written by seed {recorded}, but its folder {directory.name} says seed {seed}")
     run_id = next((str(summary[k]) for k in ("run_id", "mlflow_run_id") if isinstance(summary.get(k), str)), None)
-    return ModelResult(
-        name=name,
+    return SeedRun(
+        seed=seed if seed is not None else recorded,
         per_basin=read_per_basin(per_basin_path),
         summary=summary,
-        predictions=predictions if predictions.is_file() else None,
+        predictions=predictions,
         train_log=read_train_log(train_log) if train_log is not None else None,
         run_id=run_id,
         source=directory,
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def seed_folders(directory: Path) -> list[tuple[int, Path]]:
+    """The ``seed_<S>`` subfolders of a model folder, by seed.
+
+    Raises
+    ------
+    DataError
+        A ``seed_`` folder whose suffix is not an integer.
+    """
+    found = []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(SEED_FOLDER_PREFIX)):
+        suffix = folder.name[len(SEED_FOLDER_PREFIX):]
+        if not suffix.isdigit():
+            raise DataError(f"{folder}: a seed folder must be named {SEED_FOLDER_PREFIX}<integer seed>")
+        found.append((int(suffix), folder))
+    return sorted(found)
+
+
+def load_model_runs(directory: Path, models_dir: Path | None = None) -> list[SeedRun]:
+    """Every evaluated seed of one model folder: the folder itself (the profile's first seed)
+    and its ``seed_<S>`` subfolders, each with its training log from ``models_dir/<model>[/seed_<S>]``.
+
+    Raises
+    ------
+    DataError
+        Half-written folders, bad seed folder names, or one seed found twice.
+    """
+    log_root = models_dir / directory.name if models_dir is not None else None
+    runs: list[SeedRun] = []
+    primary = load_run_dir(directory, train_log=find_train_log(*(p for p in (log_root, directory) if p is not None)))
+    if primary is not None:
+        runs.append(primary)
+    for seed, folder in seed_folders(directory):
+        logs = [p for p in ((log_root / folder.name) if log_root is not None else None, folder) if p is not None]
+        run = load_run_dir(folder, train_log=find_train_log(*logs), seed=seed)
+        if run is not None:
+            runs.append(run)
+    seeds = [r.seed for r in runs if r.seed is not None]
+    duplicated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if duplicated:
+        raise DataError(f"{directory}: seed(s) {duplicated} evaluated twice (the folder itself and a seed_<S> subfolder)")
+    return runs
 
 
 def read_published() -> dict[str, pd.DataFrame]:
@@ -236,8 +405,9 @@ def read_perf(perf_dir: Path, root: Path = REPO_ROOT) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- provenance
 
 
-def collect_provenance(root: Path, profile: str | None, run_ids: dict[str, str]) -> dict[str, str]:
-    """Git commit, DVC data hash (``dvc.lock``, stage ``prepare``), profile, MLflow run ids, date."""
+def collect_provenance(root: Path, profile: str | None, models: list[ModelResult]) -> dict[str, str]:
+    """Git commit, DVC data hash (``dvc.lock``, stage ``prepare``), profile, MLflow run ids
+    (per model; with several seeds, each id followed by its seed), date."""
     from benchmark import tracking
 
     git = tracking.git_state(root)
@@ -249,14 +419,30 @@ def collect_provenance(root: Path, profile: str | None, run_ids: dict[str, str])
         "git commit": commit,
         "DVC data hash": data_hash or "n/a (no prepare stage in dvc.lock)",
         "profile": profile or "unknown",
-        "MLflow run ids": ", ".join(f"{m}: {r}" for m, r in sorted(run_ids.items())) or "n/a (none recorded)",
+        "MLflow run ids": run_id_text(models) or "n/a (none recorded)",
         "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-def mlflow_runs(experiment: str, names: list[str], profile: str | None = None) -> dict[str, tuple[str, dict[str, float]]]:
-    """Newest FINISHED MLflow run per model name (tag ``model``) of ``profile`` (tag
-    ``profile``, when given): ``{name: (run_id, metrics)}``.
+def run_id_text(models: list[ModelResult]) -> str:
+    """``name: id`` per model with a recorded run (``name: id (seed S), id (seed S)`` with several seeds)."""
+    parts = []
+    for model in sorted(models, key=lambda m: m.name):
+        runs = [r for r in model.runs if r.run_id]
+        if not runs:
+            continue
+        several = len(model.runs) > 1
+        parts.append(f"{model.name}: " + ", ".join(r.run_id + (f" (seed {r.seed})" if several else "") for r in runs))
+    return "; ".join(parts)
+
+
+RunRecord = tuple[str, dict[str, float], dict[str, str]]
+"""An MLflow run as the report uses it: run id, final metrics, parameters."""
+
+
+def mlflow_runs(experiment: str, names: list[str], profile: str | None = None) -> dict[tuple[str, int | None], RunRecord]:
+    """Newest FINISHED MLflow run per model name (tag ``model``) and seed (tag ``seed``) of
+    ``profile`` (tag ``profile``, when given): ``{(name, seed): (run_id, metrics, params)}``.
 
     Read from an existing store only: a missing default SQLite store is not created (the
     report never writes to MLflow). ``metrics`` holds the run's final values (e.g.
@@ -274,17 +460,23 @@ def mlflow_runs(experiment: str, names: list[str], profile: str | None = None) -
         return {}
     if "tags.model" not in runs.columns:
         return {}
-    found: dict[str, tuple[str, dict[str, float]]] = {}
+    found: dict[tuple[str, int | None], RunRecord] = {}
     for _, row in runs.iterrows():  # newest first
         name = NAME_ALIASES.get(str(row["tags.model"]), str(row["tags.model"]))
-        if name in names and name not in found:
-            found[name] = (str(row["run_id"]), _run_metrics(row))
+        key = (name, _int_or_none(row.get("tags.seed")))
+        if name in names and key not in found:
+            found[key] = (str(row["run_id"]), _run_metrics(row), _run_params(row))
     return found
 
 
 def _run_metrics(row: pd.Series) -> dict[str, float]:
     return {str(k)[len("metrics."):]: float(v) for k, v in row.items()
             if str(k).startswith("metrics.") and isinstance(v, (int, float)) and not pd.isna(v)}
+
+
+def _run_params(row: pd.Series) -> dict[str, str]:
+    return {str(k)[len("params."):]: str(v) for k, v in row.items()
+            if str(k).startswith("params.") and isinstance(v, str)}
 
 
 def load_config(params_path: Path | None) -> Any:
@@ -331,6 +523,7 @@ def collect_from_files(
     perf_dir: Path | None = None,
     params_path: Path | None = None,
     lookup_run_ids: bool = True,
+    dataset: Any = None,
 ) -> ReportInputs:
     """Gather the report's inputs from the pipeline's files.
 
@@ -342,9 +535,13 @@ def collect_from_files(
         Default: ``train.eval_dir``, ``baselines.out_dir``, ``train.models_dir`` of
         ``params.yaml`` and ``reports/perf``.
     params_path
-        ``params.yaml`` to read the profile and folders from (default: the repository's).
+        ``params.yaml`` to read the profile, its seeds and the folders from (default: the
+        repository's).
     lookup_run_ids
-        Read the MLflow run id of each model from an existing tracking store.
+        Read the MLflow run id of each (model, seed) from an existing tracking store.
+    dataset
+        The processed CAMELS dataset used to score seed ensembles (default: loaded from
+        ``data.processed_dir`` when some model has several seeds).
 
     Raises
     ------
@@ -363,49 +560,131 @@ def collect_from_files(
         if not parent.is_dir():
             continue
         for directory in sorted(p for p in parent.iterdir() if p.is_dir()):
-            log = find_train_log(dirs["models"] / directory.name, directory)
-            result = load_model_dir(directory, train_log=log)
-            if result is None:
-                continue
-            other = predictions_profile(result.predictions)
-            if profile is not None and other is not None and other != profile:
-                notes.append(f"{display_path(directory, root)} left out: evaluated on profile {other!r}, "
-                             f"the active profile is {profile!r}.")
-                continue
-            models.append(result)
+            runs = [run for run in load_model_runs(directory, dirs["models"]) if _belongs(run, params, notes, root)]
+            if runs:
+                models.append(ModelResult(NAME_ALIASES.get(directory.name, directory.name), runs))
     if not models:
         raise DataError(
             f"no evaluated model found: expected <model>/metrics.json and per_basin_metrics.csv under "
             f"{dirs['eval']} or {dirs['baselines']} (run `dvc repro` or `hbvbench evaluate` first)"
         )
-    run_ids = {m.name: m.run_id for m in models if m.run_id}
     if lookup_run_ids and params is not None:
-        found = mlflow_runs(params.train.experiment, [m.name for m in models], profile)
-        for model in models:
-            if model.name in found:
-                model.run_id, model.run_metrics = model.run_id or found[model.name][0], found[model.name][1]
-        run_ids = {m.name: m.run_id for m in models if m.run_id}
+        attach_mlflow_runs(models, mlflow_runs(params.train.experiment, [m.name for m in models], profile))
+    notes += attach_ensembles(models, params, dataset)
     return ReportInputs(
         models=models,
         published=read_published(),
         perf=read_perf(dirs["perf"], root),
-        provenance=collect_provenance(root, profile, run_ids),
+        provenance=collect_provenance(root, profile, models),
         notes=notes,
+        params=params,
     )
 
 
-def predictions_profile(path: Path | None) -> str | None:
-    """The ``profile`` attribute of a ``predictions.nc`` (None when absent or unreadable)."""
+def _belongs(run: SeedRun, params: Any, notes: list[str], root: Path = REPO_ROOT) -> bool:
+    """Whether a run belongs to the active profile: evaluated on it, with one of its seeds
+    (a run that does not is left out and ``notes`` says so)."""
+    profile = getattr(params, "profile", None)
+    where = display_path(run.source, root) if run.source is not None else "a run"
+    other = predictions_attrs(run.predictions).get("profile")
+    if profile is not None and other is not None and str(other) != profile:
+        notes.append(f"{where} left out: evaluated on profile {str(other)!r}, the active profile is {profile!r}.")
+        return False
+    seeds = profile_seeds(params)
+    if not seeds or run.seed is None or run.source is None:
+        return True
+    if run.source.name.startswith(SEED_FOLDER_PREFIX):  # the trainer's layout: other seeds in seed_<S>/
+        if run.seed in seeds[1:]:
+            return True
+        notes.append(f"{where} left out: seed {run.seed} is not one of the other seeds {list(seeds[1:])} "
+                     f"of profile {profile!r}.")
+        return False
+    if run.seed != seeds[0]:  # the model folder itself holds the profile's first seed
+        notes.append(f"{where} left out: it holds seed {run.seed}, the first seed of profile {profile!r} is {seeds[0]}.")
+        return False
+    return True
+
+
+def profile_seeds(params: Any) -> tuple[int, ...]:
+    """The active profile's seeds (empty when params.yaml could not be read)."""
+    try:
+        return tuple(int(s) for s in params.active.seeds)
+    except (AttributeError, TypeError, ValueError):
+        return ()
+
+
+def attach_mlflow_runs(models: list[ModelResult], found: dict[tuple[str, int | None], RunRecord]) -> None:
+    """Give each run its MLflow run id, final metrics and parameters (matched by model and seed; a
+    single run with no recorded seed takes the model's newest run and that run's seed)."""
+    for model in models:
+        for run in model.runs:
+            match = found.get((model.name, run.seed))
+            if match is None and run.seed is None and len(model.runs) == 1:
+                key = next((k for k in found if k[0] == model.name), None)
+                if key is not None:
+                    run.seed, match = key[1], found[key]
+            if match is not None:
+                run.run_id, run.run_metrics, run.run_params = run.run_id or match[0], match[1], match[2]
+
+
+def attach_ensembles(models: list[ModelResult], params: Any, dataset: Any = None) -> list[str]:
+    """Score the seed ensemble of every model with several seeds (:mod:`benchmark.ensemble`).
+
+    The processed dataset is ``dataset`` or, when needed, read from ``data.processed_dir``.
+    Returns notes for ensembles that could not be scored (and why).
+    """
+    several = [m for m in models if len(m.runs) > 1]
+    if not several:
+        return []
+    if dataset is None:
+        from benchmark.data.dataset import load_dataset
+
+        try:
+            dataset = load_dataset(params=params) if params is not None else None
+        except DataError as exc:
+            return [f"Seed ensembles not scored: {exc}."]
+        if dataset is None:
+            return ["Seed ensembles not scored: params.yaml could not be read, so the processed dataset is unknown."]
+    notes = []
+    for model in several:
+        missing = [str(r.source) for r in model.runs if r.predictions is None]
+        if missing:
+            notes.append(f"{model.name}: seed ensemble not scored, no predictions.nc in {', '.join(missing)}.")
+            continue
+        model.ensemble = score_model_ensemble(model, dataset)
+    return notes
+
+
+def score_model_ensemble(model: ModelResult, dataset: Any) -> EnsembleScore:
+    """The ensemble-mean prediction of a model's seeds, scored (DataError naming the files
+    when the seeds' predictions do not line up)."""
+    import xarray as xr
+
+    from benchmark.ensemble import score_ensemble
+
+    predictions = []
+    for run in model.runs:
+        try:
+            with xr.open_dataset(run.predictions) as ds:
+                predictions.append(ds.load())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read predictions {run.predictions}: {exc}") from None
+    per_basin, summary = score_ensemble(predictions, dataset, names=[str(r.predictions) for r in model.runs])
+    per_basin.index = pd.Index([str(b).zfill(8) for b in per_basin.index], name="basin")
+    return EnsembleScore(model.seeds, per_basin, summary)
+
+
+def predictions_attrs(path: Path | None) -> dict[str, Any]:
+    """The global attributes of a ``predictions.nc`` (empty when absent or unreadable)."""
     if path is None:
-        return None
+        return {}
     import xarray as xr
 
     try:
         with xr.open_dataset(path) as ds:
-            value = ds.attrs.get("profile")
+            return dict(ds.attrs)
     except (OSError, ValueError):
-        return None  # the figures step reports an unreadable file with its name
-    return str(value) if value is not None else None
+        return {}  # the figures step reports an unreadable file with its name
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -415,6 +694,7 @@ MLFLOW_ARTIFACTS: tuple[tuple[str, str], ...] = (
     ("evaluation/metrics.json", "metrics.json"),
     ("metrics.json", "metrics.json"),
     ("predictions.nc", "predictions.nc"),
+    ("neuralhydrology/nh_config.yml", "nh_config.yml"),
 )
 LOSS_METRIC_KEYS: tuple[str, ...] = ("train_loss", "valid_loss", "val_loss")
 
@@ -450,10 +730,13 @@ def collect_from_mlflow(
     profile: str | None = None,
     perf_dir: Path | None = None,
     params_path: Path | None = None,
+    dataset: Any = None,
 ) -> ReportInputs:
-    """Gather the report's inputs from MLflow: the newest FINISHED run per model (tag ``model``)
-    of the profile, with its ``per_basin_metrics.csv``, ``metrics.json`` and ``predictions.nc``
-    artifacts downloaded under ``scratch`` and its loss history as the training curve.
+    """Gather the report's inputs from MLflow: the newest FINISHED evaluated run per model
+    (tag ``model``) and seed (tag ``seed``; only the profile's seeds when params.yaml is
+    readable) of the profile, with its ``per_basin_metrics.csv``, ``metrics.json`` and
+    ``predictions.nc`` artifacts downloaded under ``scratch`` and its loss history as the
+    training curve. Seed ensembles are scored as in :func:`collect_from_files`.
 
     Raises
     ------
@@ -465,51 +748,64 @@ def collect_from_mlflow(
     params = load_config(params_path)
     experiment = experiment or (params.train.experiment if params is not None else "hbvbench")
     profile = profile or getattr(params, "profile", None)
+    seeds = profile_seeds(params)
     filter_string = "attributes.status = 'FINISHED'" + (f" and tags.profile = '{profile}'" if profile else "")
     try:
         runs = tracking.query_runs(experiment, filter_string)
     except Exception as exc:  # noqa: BLE001 - report the store's answer to the user
         raise DataError(f"cannot read MLflow experiment {experiment!r} at {tracking.tracking_uri()}: {exc}") from None
     client = tracking.client()
-    models: list[ModelResult] = []
-    seen: set[str] = set()
+    by_model: dict[str, list[SeedRun]] = {}
     for _, row in runs.iterrows():  # newest first
         tag = row.get("tags.model")
-        if not isinstance(tag, str) or NAME_ALIASES.get(tag, tag) in seen:
+        if not isinstance(tag, str):
             continue
-        name = NAME_ALIASES.get(tag, tag)
-        folder = scratch / name
-        folder.mkdir(parents=True, exist_ok=True)
-        got = {}
-        for artifact, local in MLFLOW_ARTIFACTS:
-            if local in got:
-                continue
-            path = _download(client, str(row["run_id"]), artifact, folder)
-            if path is not None and path.is_file():
-                target = folder / local
-                if path != target:
-                    path.replace(target)
-                got[local] = target
-        if "per_basin_metrics.csv" not in got:
-            continue  # a training-only run: not evaluated yet
-        summary = read_summary(got["metrics.json"]) if "metrics.json" in got else {
-            str(k)[len("metrics.test."):] if str(k).startswith("metrics.test.") else str(k): v
-            for k, v in row.items() if str(k).startswith("metrics.")
-        }
-        models.append(ModelResult(
-            name=name, per_basin=read_per_basin(got["per_basin_metrics.csv"]), summary=summary,
-            predictions=got.get("predictions.nc"), train_log=_history_frame(client, str(row["run_id"])),
-            run_id=str(row["run_id"]), source=folder, run_metrics=_run_metrics(row),
-        ))
-        seen.add(name)
-    if not models:
+        name, seed = NAME_ALIASES.get(tag, tag), _int_or_none(row.get("tags.seed"))
+        if any(r.seed == seed for r in by_model.get(name, [])) or (seeds and seed is not None and seed not in seeds):
+            continue
+        run = _download_run(client, row, scratch / name / (f"{SEED_FOLDER_PREFIX}{seed}" if seed is not None else "any"))
+        if run is not None:
+            by_model.setdefault(name, []).append(run)
+    if not by_model:
         raise DataError(f"no evaluated run (FINISHED, with per_basin_metrics.csv) in MLflow experiment {experiment!r}"
                         + (f" for profile {profile!r}" if profile else "") + f" at {tracking.tracking_uri()}")
+    order = {seed: i for i, seed in enumerate(seeds)}
+    models = [ModelResult(name, sorted(found, key=lambda r: (order.get(r.seed, len(order)), r.seed or 0)))
+              for name, found in by_model.items()]
+    notes = attach_ensembles(models, params, dataset)
     dirs = default_dirs(root, params)
     perf = perf_dir if perf_dir is not None else dirs["perf"]
     return ReportInputs(
         models=models,
         published=read_published(),
         perf=read_perf(perf if Path(perf).is_absolute() else root / perf, root),
-        provenance=collect_provenance(root, profile, {m.name: m.run_id for m in models if m.run_id}),
+        provenance=collect_provenance(root, profile, models),
+        notes=notes,
+        params=params,
     )
+
+
+def _download_run(client: Any, row: pd.Series, folder: Path) -> SeedRun | None:
+    """The evaluation artifacts of one MLflow run as a :class:`SeedRun` (None for a run
+    without ``per_basin_metrics.csv``: trained, not evaluated)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run_id = str(row["run_id"])
+    got: dict[str, Path] = {}
+    for artifact, local in MLFLOW_ARTIFACTS:
+        if local in got:
+            continue
+        path = _download(client, run_id, artifact, folder)
+        if path is not None and path.is_file():
+            target = folder / local
+            if path != target:
+                path.replace(target)
+            got[local] = target
+    if "per_basin_metrics.csv" not in got:
+        return None
+    summary = read_summary(got["metrics.json"]) if "metrics.json" in got else {
+        str(k)[len("metrics.test."):] if str(k).startswith("metrics.test.") else str(k): v
+        for k, v in row.items() if str(k).startswith("metrics.")
+    }
+    return SeedRun(seed=_int_or_none(row.get("tags.seed")), per_basin=read_per_basin(got["per_basin_metrics.csv"]),
+                   summary=summary, predictions=got.get("predictions.nc"), train_log=_history_frame(client, run_id),
+                   run_id=run_id, source=folder, run_metrics=_run_metrics(row), run_params=_run_params(row))

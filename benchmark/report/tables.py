@@ -1,9 +1,13 @@
-"""The leaderboard's tables, in the layouts of Song et al. (2024) Tables 1, 2 and A2.
+"""The leaderboard's tables, in the layouts of Song et al. (2024) Tables 1, 2 and A2, plus
+the per-seed medians.
 
-Every number of our rows is computed here from the per-basin metric files (medians across
-basins, NaN basins skipped) or read from ``metrics.json`` (cross-basin statistics such as
-``BFI_r``); the published 671-basin rows are a separate group and never enter our medians or
-the "best value" marks.
+Every number of our rows is computed here from the per-basin metric files: medians across
+basins (NaN basins skipped) of each model's seed-mean per-basin values, with bootstrap 95 %
+confidence intervals over basins, and the BFI spatial correlation recomputed from the
+per-basin BFI columns (:mod:`benchmark.report.comparisons`). A value is marked best only
+when its model is significantly better than every other fully covering model of the
+column (paired Wilcoxon test, Holm-corrected; :mod:`benchmark.report.statistics`). The
+published 671-basin rows are a separate group and never enter our medians or the marks.
 """
 
 from __future__ import annotations
@@ -16,8 +20,19 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from benchmark.report import styles
+from benchmark.report import statistics, styles
+from benchmark.report.comparisons import (
+    HIGHER_IS_BETTER,
+    Comparisons,
+    bfi_estimate,
+    bfi_spread,
+    column_values,
+    ensemble_estimate,
+    median_estimate,
+    median_spread,
+)
 from benchmark.report.inputs import ModelResult, ReportInputs
+from benchmark.report.statistics import Estimate, Spread
 
 #: Decimal places of our numbers, per metric (per-basin CSV column names).
 DECIMALS: dict[str, int] = {
@@ -29,13 +44,9 @@ PUBLISHED_DECIMALS: dict[str, int] = {
     "NSE": 2, "KGE": 2, "absFLV": 2, "FLV": 2, "absFHV": 2, "FHV": 2,
     "lowRMSE": 3, "peakRMSE": 2, "BFI_r": 2, "ET_NSE": 2,
 }
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "NSE": True, "KGE": True, "absFLV": False, "absFHV": False, "lowRMSE": False,
-    "peakRMSE": False, "BFI_r": True, "ET_NSE": True, "time_s": False, "memory_mb": False,
-}
-ET_NSE_COLUMNS: tuple[str, ...] = ("ET_NSE", "NSE_ET", "ETNSE", "et_nse")
 NA = "n/a"
 PUBLISHED_LABEL = "published, 671 basins (Song et al. 2024)"
+CI_TEXT = f"{statistics.CONFIDENCE:.0%} CI".replace("%", " %")
 
 
 @dataclass
@@ -49,10 +60,12 @@ class Cell:
 
 @dataclass
 class RowGroup:
-    """Rows shown under one heading (e.g. our runs, or the published rows)."""
+    """Rows shown under one heading: ``kind`` is ``ours`` (our runs), ``ensemble`` (seed
+    ensembles) or ``published`` (the paper's rows); the HTML styles each kind."""
 
     heading: str
     rows: list[list[Cell]]
+    kind: str = "ours"
 
 
 @dataclass
@@ -78,28 +91,9 @@ def fmt(value: float | None, decimals: int) -> str:
 
 
 def median_metric(result: ModelResult, column: str, basins: Iterable[str] | None = None) -> float:
-    """Median across basins of one per-basin metric column (NaN basins skipped).
-
-    Parameters
-    ----------
-    result
-        The model.
-    column
-        A column of ``per_basin_metrics.csv`` (``NSE``, ``absFLV``...).
-    basins
-        Restrict to these gauge ids (default: every row of the file).
-
-    Returns
-    -------
-    float
-        The median, NaN when the column is absent or has no finite value.
-    """
-    if column not in result.per_basin.columns:
-        return math.nan
-    series = pd.to_numeric(result.per_basin[column], errors="coerce")
-    if basins is not None:
-        series = series[series.index.isin(list(basins))]
-    values = series.to_numpy(dtype=float)
+    """Median across basins of one (seed-mean) per-basin metric column, NaN basins skipped;
+    NaN when the column is absent or has no finite value."""
+    values = column_values(result.per_basin, column, set(basins) if basins is not None else None).to_numpy()
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else math.nan
 
@@ -151,72 +145,141 @@ def coverage_text(result: ModelResult, basins: set[str]) -> str:
     return str(k) if k == len(basins) else f"{k} of {len(basins)} basins"
 
 
-def mark_best(rows: list[list[Cell]], column: int, higher: bool, eligible: list[bool]) -> None:
-    """Flag the best value(s) in one column among eligible rows (ties at display precision)."""
-    candidates = [(r[column].value, r[column].text) for r, ok in zip(rows, eligible)
-                  if ok and r[column].value is not None and np.isfinite(r[column].value)]
+def mark_significant_best(rows: list[list[Cell]], column: int, metric: str, models: list[ModelResult | None],
+                          comparisons: Comparisons) -> None:
+    """Mark the best value of one column, but only where it is significant.
+
+    ``models[i]`` is the model of row ``i``, or None for a row that may not be marked (a
+    model that does not cover every benchmark basin, a row without a model). The row with
+    the best value is marked when its model is significantly better on ``metric`` than the
+    model of every other markable row (Holm-adjusted p below ``statistics.ALPHA`` and the
+    median paired difference in its favour); an exact tie for best marks nothing.
+    """
+    candidates = [(row, model) for row, model in zip(rows, models)
+                  if model is not None and row[column].value is not None and np.isfinite(row[column].value)]
     if len(candidates) < 2:
         return
-    best_value = max(v for v, _ in candidates) if higher else min(v for v, _ in candidates)
-    best_text = next(t for v, t in candidates if v == best_value)
-    for row, ok in zip(rows, eligible):
-        if ok and row[column].text == best_text:
-            row[column].best = True
+    values = [row[column].value for row, _ in candidates]
+    best_value = max(values) if HIGHER_IS_BETTER[metric] else min(values)
+    best = [(row, model) for row, model in candidates if row[column].value == best_value]
+    if len(best) != 1:
+        return
+    best_row, best_model = best[0]
+    others = list({model.name: model for _, model in candidates if model.name != best_model.name}.values())
+    if comparisons.is_significantly_best(best_model, others, metric):
+        best_row[column].best = True
+
+
+def ci_text(estimate: Estimate, decimals: int, signed: float | None = None) -> str:
+    """``median [low, high]``; with ``signed``, ``median (signed) [low, high]`` (|FLV| (FLV))."""
+    if not estimate.finite:
+        return NA
+    middle = f" ({fmt(signed, decimals)})" if signed is not None else ""
+    if estimate.n < 2:
+        return f"{fmt(estimate.value, decimals)}{middle} [no CI: {estimate.n} basin]"
+    return f"{fmt(estimate.value, decimals)}{middle} [{fmt(estimate.low, decimals)}, {fmt(estimate.high, decimals)}]"
+
+
+def spread_text(spread: Spread, decimals: int) -> str:
+    """``low–high (sd x)`` of the per-seed values; the value alone for one seed."""
+    if spread.n == 0:
+        return NA
+    if spread.n == 1:
+        return f"{fmt(spread.low, decimals)} (one seed)"
+    return f"{fmt(spread.low, decimals)}–{fmt(spread.high, decimals)} (sd {fmt(spread.sd, decimals)})"
+
+
+def seeds_text(result: ModelResult) -> str:
+    """How many seeds a model was trained with."""
+    return str(len(result.runs))
+
+
+def significance_note() -> str:
+    """How the best values are marked (the rule of :func:`mark_significant_best`)."""
+    return (f"Bold: best value of the column, marked only where that model is significantly better than every other "
+            f"of our models covering every benchmark basin: paired two-sided Wilcoxon signed-rank test over basins "
+            f"(BFI correlation: paired bootstrap), p < {statistics.ALPHA} after Holm's correction across the metrics "
+            f"of each model pair, and the median paired difference in its favour. A column without bold has no "
+            f"significant winner.")
+
+
+def ci_note() -> str:
+    """How the confidence intervals are computed."""
+    return (f"[low, high]: percentile-bootstrap {CI_TEXT} of the median over basins ({statistics.N_RESAMPLES} resamples "
+            f"of the basins, numpy default_rng seed {statistics.BOOTSTRAP_SEED}); it reflects the sampling of basins, "
+            f"not of training seeds (see the seed spread).")
 
 
 # --------------------------------------------------------------------------- Table 1
 
+STREAMFLOW_METRICS: tuple[tuple[str, str | None], ...] = (
+    ("NSE", None), ("KGE", None), ("absFLV", "FLV"), ("absFHV", "FHV"), ("lowRMSE", None), ("peakRMSE", None),
+)
+"""The ranked metric of each Table 1 column, and its signed companion shown in parentheses."""
+
 STREAMFLOW_COLUMNS = [
-    "Model", "Basins", "Median NSE", "Median KGE", "Median |FLV| (FLV) (%)", "Median |FHV| (FHV) (%)",
-    "Median low-flow RMSE (mm/d)", "Median peak-flow RMSE (mm/d)", "Dynamic parameters",
+    "Model", "Basins", "Seeds", f"Median NSE [{CI_TEXT}]", f"Median KGE [{CI_TEXT}]",
+    f"Median |FLV| (FLV) [{CI_TEXT} of |FLV|] (%)", f"Median |FHV| (FHV) [{CI_TEXT} of |FHV|] (%)",
+    f"Median low-flow RMSE [{CI_TEXT}] (mm/d)", f"Median peak-flow RMSE [{CI_TEXT}] (mm/d)", "Dynamic parameters",
 ]
+FIRST_METRIC_COLUMN = 3
 
 
 def _paired(abs_value: float, signed: float, decimals: int) -> str:
     return f"{fmt(abs_value, decimals)} ({fmt(signed, decimals)})"
 
 
-def streamflow_table(inputs: ReportInputs) -> Table:
-    """Table 1 layout: median streamflow metrics per model, best per column marked.
+def _streamflow_cells(result: ModelResult, on: set[str], estimate: Any) -> list[Cell]:
+    cells = []
+    for metric, signed_column in STREAMFLOW_METRICS:
+        est = estimate(result, metric, on)
+        signed = estimate(result, signed_column, on).value if signed_column else None
+        cells.append(Cell(ci_text(est, DECIMALS[metric], signed), value=est.value))
+    return cells
 
-    The best mark considers only our rows that cover every benchmark basin.
-    """
+
+def streamflow_table(inputs: ReportInputs, comparisons: Comparisons | None = None) -> Table:
+    """Table 1 layout: median streamflow metrics per model with CIs, significant bests marked;
+    a second group with the seed ensembles when a model has several seeds."""
     basins = benchmark_basins(inputs)
+    comparisons = comparisons or Comparisons(basins)
     rows: list[list[Cell]] = []
-    eligible: list[bool] = []
+    markable: list[ModelResult | None] = []
     for result in ordered(inputs.models):
         on = scored_basins(result) & basins
-        med = {c: median_metric(result, c, on) for c in ("NSE", "KGE", "absFLV", "FLV", "absFHV", "FHV", "lowRMSE", "peakRMSE")}
-        rows.append([
-            Cell(styles.label(result.name)),
-            Cell(coverage_text(result, basins)),
-            Cell(fmt(med["NSE"], DECIMALS["NSE"]), value=med["NSE"]),
-            Cell(fmt(med["KGE"], DECIMALS["KGE"]), value=med["KGE"]),
-            Cell(_paired(med["absFLV"], med["FLV"], DECIMALS["absFLV"]), value=med["absFLV"]),
-            Cell(_paired(med["absFHV"], med["FHV"], DECIMALS["absFHV"]), value=med["absFHV"]),
-            Cell(fmt(med["lowRMSE"], DECIMALS["lowRMSE"]), value=med["lowRMSE"]),
-            Cell(fmt(med["peakRMSE"], DECIMALS["peakRMSE"]), value=med["peakRMSE"]),
-            Cell(dynamic_parameters(result.name)),
-        ])
-        eligible.append(len(on) == len(basins))
-    for col, metric in zip(range(2, 8), ("NSE", "KGE", "absFLV", "absFHV", "lowRMSE", "peakRMSE")):
-        mark_best(rows, col, HIGHER_IS_BETTER[metric], eligible)
+        rows.append([Cell(styles.label(result.name)), Cell(coverage_text(result, basins)), Cell(seeds_text(result))]
+                    + _streamflow_cells(result, on, median_estimate) + [Cell(dynamic_parameters(result.name))])
+        markable.append(result if len(on) == len(basins) else None)
+    for offset, (metric, _) in enumerate(STREAMFLOW_METRICS):
+        mark_significant_best(rows, FIRST_METRIC_COLUMN + offset, metric, markable, comparisons)
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, "
                        f"{len(basins)} basins, test period", rows)]
+    ensembles = [m for m in ordered(inputs.models) if m.ensemble is not None]
+    if ensembles:
+        groups.append(RowGroup("seed ensembles: the mean over the seeds of the daily flow, scored like one run",
+                               [[Cell(f"{styles.label(m.name)} ensemble"), Cell(coverage_text(m, basins)),
+                                 Cell(seeds_text(m))] + _streamflow_cells(m, scored_basins(m) & basins, ensemble_estimate)
+                                + [Cell(dynamic_parameters(m.name))] for m in ensembles], kind="ensemble"))
     published = inputs.published.get("table1")
     if published is not None and len(published):
-        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 1", [_published_table1_row(r) for r in published.itertuples()]))
+        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 1", [_published_table1_row(r) for r in published.itertuples()],
+                               kind="published"))
     notes = [
-        "Medians across basins of the per-basin metrics in per_basin_metrics.csv. |FLV|/|FHV|: absolute "
-        "percent bias of the bottom 30 % / top 2 % of the flow-duration curve, signed value in parentheses; "
-        "low-/peak-flow RMSE on the same sorted segments (docs/metrics.md#flow-duration-segments).",
-        "Bold: best value of the column among our rows that cover every benchmark basin. "
-        "The published rows are the paper's 671-basin values, shown for orientation only.",
+        "Medians across basins of the per-basin metrics in per_basin_metrics.csv; with several seeds, of each basin's "
+        "mean over the seeds. |FLV|/|FHV|: absolute percent bias of the bottom 30 % / top 2 % of the flow-duration "
+        "curve, signed value in parentheses; low-/peak-flow RMSE on the same sorted segments (docs/metrics.md#flow-duration-segments).",
+        ci_note(),
+        significance_note() + " The published rows are the paper's 671-basin values, shown for orientation only.",
     ]
-    partial = [r for r, ok in zip(ordered(inputs.models), eligible) if not ok]
-    for result in partial:
-        notes.append(f"{styles.label(result.name)}: scored on {coverage_text(result, basins)} only "
-                     f"(no model output for the others); not comparable, not marked best.")
+    if all(len(m.runs) == 1 for m in inputs.models):
+        notes.append("Every model was trained with one seed: the tables cannot show how much a median moves between "
+                     "training runs; read differences smaller than the CIs with care.")
+    else:
+        notes.append("Seed ensembles are never marked best (they are not single trained models).")
+    for result, model in zip(ordered(inputs.models), markable):
+        if model is None:
+            notes.append(f"{styles.label(result.name)}: scored on {coverage_text(result, basins)} only "
+                         f"(no model output for the others); not comparable, not marked best.")
     return Table("streamflow", "Streamflow metrics (layout of Table 1)", STREAMFLOW_COLUMNS, groups, notes)
 
 
@@ -226,6 +289,7 @@ def _published_table1_row(row: Any) -> list[Cell]:
     return [
         Cell(f"{row.paper_name} (published)"),
         Cell("671"),
+        Cell("—"),
         Cell(fmt(row.NSE, d["NSE"])),
         Cell(fmt(row.KGE, d["KGE"])),
         Cell(_paired(row.absFLV, row.FLV, d["absFLV"])),
@@ -238,62 +302,84 @@ def _published_table1_row(row: Any) -> list[Cell]:
 
 # --------------------------------------------------------------------------- Table 2
 
-SIGNATURE_COLUMNS = ["Model", "Basins", "Baseflow index: spatial correlation r", "Median ET NSE", "Basins with MODIS ET"]
+SIGNATURE_COLUMNS = ["Model", "Basins", "Seeds", f"Baseflow index: spatial correlation r [{CI_TEXT}]",
+                     f"Median ET NSE [{CI_TEXT}]", "Basins with MODIS ET"]
+ET_NSE_COLUMN = "ET_NSE"
 
 
-def bfi_correlation(result: ModelResult) -> float:
-    """Pearson r across basins of simulated BFI with CAMELS ``baseflow_index`` (``BFI_r`` of metrics.json)."""
-    value = result.summary.get("BFI_r")
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def et_nse_column(result: ModelResult) -> str | None:
-    """The per-basin ET NSE column of a model, if it has one."""
-    return next((c for c in ET_NSE_COLUMNS if c in result.per_basin.columns), None)
-
-
-def signatures_table(inputs: ReportInputs) -> Table:
-    """Table 2 layout: BFI spatial correlation and median ET NSE (n/a where no MODIS ET)."""
+def signatures_table(inputs: ReportInputs, comparisons: Comparisons | None = None) -> Table:
+    """Table 2 layout: BFI spatial correlation and median ET NSE with CIs (n/a where no MODIS ET)."""
     basins = benchmark_basins(inputs)
-    rows, eligible = [], []
+    comparisons = comparisons or Comparisons(basins)
+    rows, markable = [], []
     for result in ordered(inputs.models):
-        bfi = bfi_correlation(result)
-        column = et_nse_column(result)
-        et = median_metric(result, column, basins) if column else math.nan
-        n_et = 0
-        if column:
-            values = pd.to_numeric(result.per_basin[column], errors="coerce")
-            n_et = int(np.isfinite(values[values.index.isin(list(basins))]).sum())
+        on = scored_basins(result) & basins
+        bfi = bfi_estimate(result, on)
+        et = median_estimate(result, ET_NSE_COLUMN, on)
         rows.append([
             Cell(styles.label(result.name)),
             Cell(coverage_text(result, basins)),
-            Cell(fmt(bfi, DECIMALS["BFI_r"]), value=bfi),
-            Cell(fmt(et, DECIMALS["ET_NSE"]), value=et),
-            Cell(f"{n_et} of {len(basins)}"),
+            Cell(seeds_text(result)),
+            Cell(ci_text(bfi, DECIMALS["BFI_r"]), value=bfi.value),
+            Cell(ci_text(et, DECIMALS["ET_NSE"]), value=et.value),
+            Cell(f"{et.n} of {len(basins)}"),
         ])
-        eligible.append(len(scored_basins(result) & basins) == len(basins))
-    mark_best(rows, 2, True, eligible)
-    mark_best(rows, 3, True, eligible)
+        markable.append(result if len(on) == len(basins) else None)
+    mark_significant_best(rows, 3, "BFI_r", markable, comparisons)
+    mark_significant_best(rows, 4, "ET_NSE", markable, comparisons)
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, {len(basins)} basins", rows)]
     published = inputs.published.get("table2")
     if published is not None and len(published):
         def dash(value: float, key: str) -> str:  # the paper prints "-" where it reports nothing
             return fmt(value, PUBLISHED_DECIMALS[key]) if np.isfinite(value) else "—"
 
-        pub_rows = [[Cell(f"{r.paper_name} (published)"), Cell("671"), Cell(dash(r.BFI_r, "BFI_r")),
+        pub_rows = [[Cell(f"{r.paper_name} (published)"), Cell("671"), Cell("—"), Cell(dash(r.BFI_r, "BFI_r")),
                      Cell(dash(r.ET_NSE, "ET_NSE")), Cell("671" if np.isfinite(r.ET_NSE) else "—")]
                     for r in published.itertuples()]
-        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 2", pub_rows))
+        groups.append(RowGroup(PUBLISHED_LABEL + ", Table 2", pub_rows, kind="published"))
     notes = [
         "BFI per basin = ΣQ2 / ΣQ (unrouted) over the test period; r = Pearson correlation across basins with "
-        "CAMELS baseflow_index. n/a for models without flow components (LSTM, SAC-SMA).",
+        "CAMELS baseflow_index, recomputed here from the per-basin BFI columns; with several seeds, the mean of the "
+        "seeds' correlations. n/a for models without flow components (LSTM, SAC-SMA).",
+        "The correlation is one number per run, not a per-basin value: its CI resamples basins and recomputes r on "
+        "each resample, and two models' correlations are compared by a paired bootstrap (both recomputed on the same "
+        "resampled basins), not by a rank test.",
         "ET NSE: simulated ET summed over each MODIS MOD16A2 8-day window vs MODIS ET, per basin, median across "
         "basins; n/a where no MODIS ET files were given (data.modis_et_dir in params.yaml).",
+        significance_note(),
     ]
     return Table("signatures", "Hydrological signatures (layout of Table 2)", SIGNATURE_COLUMNS, groups, notes)
+
+
+# --------------------------------------------------------------------------- per seed
+
+SEED_METRICS: tuple[str, ...] = ("NSE", "KGE", "absFLV", "absFHV", "lowRMSE", "peakRMSE")
+SEED_COLUMNS = ["Model", "Seed", "Median NSE", "Median KGE", "Median |FLV| (%)", "Median |FHV| (%)",
+                "Median low-flow RMSE (mm/d)", "Median peak-flow RMSE (mm/d)", "BFI spatial correlation r"]
+
+
+def seed_table(inputs: ReportInputs) -> Table | None:
+    """Each seed's own medians and, per model, their spread (None when every model has one seed)."""
+    if all(len(m.runs) == 1 for m in inputs.models):
+        return None
+    basins = benchmark_basins(inputs)
+    rows: list[list[Cell]] = []
+    for result in ordered(inputs.models):
+        on = scored_basins(result) & basins
+        spreads = [median_spread(result, metric, on) for metric in SEED_METRICS] + [bfi_spread(result, on)]
+        decimals = [DECIMALS[m] for m in SEED_METRICS] + [DECIMALS["BFI_r"]]
+        for index, run in enumerate(result.runs):
+            rows.append([Cell(styles.label(result.name)), Cell(str(run.seed) if run.seed is not None else NA)]
+                        + [Cell(fmt(spread.values[index], d)) for spread, d in zip(spreads, decimals)])
+        if len(result.runs) > 1:
+            rows.append([Cell(f"{styles.label(result.name)}: spread"), Cell(f"{len(result.runs)} seeds")]
+                        + [Cell(spread_text(spread, d)) for spread, d in zip(spreads, decimals)])
+    notes = ["Each seed scored on its own: medians across the benchmark basins a model covers, BFI r per seed. "
+             "Spread: lowest–highest per-seed value and its standard deviation (ddof 1). The main tables use each "
+             "basin's mean over the seeds."]
+    return Table("seeds", "Per-seed medians and seed spread", SEED_COLUMNS,
+                 [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile, {len(basins)} basins", rows)],
+                 notes)
 
 
 # --------------------------------------------------------------------------- Table A2
@@ -306,9 +392,8 @@ COST_COLUMNS = [
 WALL_COLUMNS: tuple[str, ...] = ("epoch_wall_s", "epoch_time_s", "wall_s", "wall_time_s", "time_s", "seconds", "duration_s")
 
 
-def training_wall_time(result: ModelResult) -> float:
-    """Sum of the per-epoch wall times in ``train_log.csv`` in seconds (NaN when not logged)."""
-    log = result.train_log
+def training_wall_time(log: pd.DataFrame | None) -> float:
+    """Sum of the per-epoch wall times of a ``train_log.csv`` in seconds (NaN when not logged)."""
     if log is None:
         return math.nan
     column = next((c for c in WALL_COLUMNS if c in log.columns), None)
@@ -324,7 +409,7 @@ def training_seconds_per_iteration(result: ModelResult) -> float:
     log = result.train_log
     if log is None or "iterations" not in log.columns:
         return math.nan
-    wall = training_wall_time(result)
+    wall = training_wall_time(log)
     iterations = pd.to_numeric(log["iterations"], errors="coerce").sum()
     return wall / float(iterations) if iterations and np.isfinite(wall) else math.nan
 
@@ -372,7 +457,7 @@ def _cost_row(label: str, scheme: str, step: str, perf: dict[str, Any] | None, r
         on = scored_basins(result) & basins
         med = {c: median_metric(result, c, on) for c in med}
         per_iteration = training_seconds_per_iteration(result)
-        wall = training_wall_time(result)
+        wall = training_wall_time(result.train_log)
         if not np.isfinite(wall):
             wall = result.run_metrics.get("train_wall_s", math.nan)
         peak = result.run_metrics.get("train_peak_memory_mb", math.nan)
@@ -385,7 +470,7 @@ def _cost_row(label: str, scheme: str, step: str, perf: dict[str, Any] | None, r
     ]
 
 
-def cost_table(inputs: ReportInputs) -> Table:
+def cost_table(inputs: ReportInputs, comparisons: Comparisons | None = None) -> Table:
     """Table A2 layout: scheme, time step, cost per training step (``hbvbench perf``), our
     training cost, and the medians of the trained model of that scheme.
 
@@ -394,8 +479,9 @@ def cost_table(inputs: ReportInputs) -> Table:
     a trained model's numbers only when the gradient method is the model's own.
     """
     basins = benchmark_basins(inputs)
+    comparisons = comparisons or Comparisons(basins)
     trained = {m.name: m for m in inputs.models if m.name != "sacsma"}
-    rows, eligible, used = [], [], set()
+    rows, markable, used = [], [], set()
     for record in sorted(perf_records(inputs.perf), key=lambda r: styles.sort_key(str(r.get("model")))):
         name = str(record.get("model"))
         own = record.get("gradient") in (None, _registry_gradient(name))
@@ -404,14 +490,14 @@ def cost_table(inputs: ReportInputs) -> Table:
         scheme = str(record.get("scheme_text") or scheme_of(name)[0])
         step = str(record.get("time_step") or scheme_of(name)[1])
         rows.append(_cost_row(label, scheme, step, record, result, basins))
-        eligible.append(result is not None and len(scored_basins(result) & basins) == len(basins))
+        markable.append(result if result is not None and len(scored_basins(result) & basins) == len(basins) else None)
         used.add(name) if result is not None else None
     for result in ordered(m for m in trained.values() if m.name not in used):
         scheme, step = scheme_of(result.name)
         rows.append(_cost_row(styles.label(result.name), scheme, step, None, result, basins))
-        eligible.append(len(scored_basins(result) & basins) == len(basins))
+        markable.append(result if len(scored_basins(result) & basins) == len(basins) else None)
     for col, key in ((8, "NSE"), (9, "KGE"), (10, "lowRMSE"), (11, "peakRMSE")):
-        mark_best(rows, col, HIGHER_IS_BETTER[key], eligible)
+        mark_significant_best(rows, col, key, markable, comparisons)
     groups = [RowGroup(f"this benchmark: {inputs.provenance.get('profile', '?')} profile", rows)]
     published = inputs.published.get("tableA2")
     if published is not None and len(published):
@@ -429,9 +515,10 @@ def cost_table(inputs: ReportInputs) -> Table:
     if published is not None:
         notes += [f"* {styles.label(r.model)} (published): {r.note}" for r in published.itertuples()
                   if isinstance(r.note, str) and r.note]
-    notes.append("Training columns are measured in our own runs on this machine: s per iteration = total epoch wall "
-                 "time / iterations and wall time = sum of the per-epoch times (artifacts/models/<model>/train_log.csv); "
-                 "peak memory = the run's train_peak_memory_mb in MLflow (n/a without a tracking store).")
+    notes.append("Training columns are measured in our own runs on this machine (the first seed of each model): s per "
+                 "iteration = total epoch wall time / iterations and wall time = sum of the per-epoch times "
+                 "(artifacts/models/<model>/train_log.csv); peak memory = the run's train_peak_memory_mb in MLflow "
+                 "(n/a without a tracking store). Medians as in the streamflow table; bold by the same significance rule.")
     return Table("cost", "Computational cost (layout of Table A2)", COST_COLUMNS, groups, notes)
 
 
@@ -499,9 +586,8 @@ def to_html(table: Table) -> str:
     parts = [f'<section class="table" id="table-{esc(table.key)}">', f"<h3>{esc(table.title)}</h3>", "<table>", "<thead><tr>"]
     parts += [f"<th>{esc(c)}</th>" for c in table.columns]
     parts.append("</tr></thead>")
-    for index, group in enumerate(table.groups):
-        css = "published" if index else "ours"
-        parts.append(f'<tbody class="{css}"><tr class="group"><th colspan="{len(table.columns)}">{esc(group.heading)}</th></tr>')
+    for group in table.groups:
+        parts.append(f'<tbody class="{esc(group.kind)}"><tr class="group"><th colspan="{len(table.columns)}">{esc(group.heading)}</th></tr>')
         for row in group.rows:
             cells = [f"<td class=\"best\"><strong>{esc(c.text)}</strong></td>" if c.best else f"<td>{esc(c.text)}</td>" for c in row]
             parts.append("<tr>" + "".join(cells) + "</tr>")
@@ -513,6 +599,10 @@ def to_html(table: Table) -> str:
     return "\n".join(parts)
 
 
-def all_tables(inputs: ReportInputs) -> list[Table]:
-    """The three tables of the leaderboard, in page order."""
-    return [streamflow_table(inputs), signatures_table(inputs), cost_table(inputs)]
+def all_tables(inputs: ReportInputs, comparisons: Comparisons | None = None) -> list[Table]:
+    """The metric tables of the leaderboard in page order: streamflow, signatures, the
+    per-seed medians (when a model has several seeds) and cost."""
+    comparisons = comparisons or Comparisons(benchmark_basins(inputs))
+    seeds = seed_table(inputs)
+    return ([streamflow_table(inputs, comparisons), signatures_table(inputs, comparisons)]
+            + ([seeds] if seeds is not None else []) + [cost_table(inputs, comparisons)])
