@@ -46,7 +46,6 @@ import datetime as dt
 import functools
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -60,6 +59,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from benchmark import atomic
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
 from benchmark.errors import ConfigError, DataError, TrainingError
 
@@ -361,15 +361,6 @@ def new_run_name(profile: str) -> str:
     return f"{MODEL_NAME}_{profile}_{stamp}_{uuid.uuid4().hex[:6]}"
 
 
-def _point_latest(runs_dir: Path, name: str) -> None:
-    """Atomically (re)point ``runs_dir/latest`` at ``name``."""
-    tmp = runs_dir / f".latest.{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(name, target_is_directory=True)
-    os.replace(tmp, runs_dir / "latest")
-
-
 @dataclass
 class NhRun:
     """What one neuralhydrology train + test run left behind."""
@@ -581,12 +572,6 @@ def select_basins(params: Params, available: Sequence[str]) -> list[str]:
     return sorted(chosen)
 
 
-def _write_atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
-
-
 def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
     """Create ``<out_dir>/nh_runs/<unique name>/`` with the basin list and ``nh_config.yml``.
 
@@ -610,7 +595,7 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
         seed=params.active.seeds[0],
     )
     (folder / "nh_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    _point_latest(out_dir / "nh_runs", name)
+    atomic.symlink(name, out_dir / "nh_runs" / "latest")
     return config, folder, dropped
 
 
@@ -649,10 +634,10 @@ def run_lstm_baseline(
     nh_run.dropped_attributes = dropped
     predictions = results_to_predictions(nh_run.results, dataset["qobs"], period=params.active.test)
     per_basin, summary = score_predictions(predictions, dataset)
-    _write_atomic_netcdf(predictions, out_dir / "predictions.nc")
+    atomic.write_netcdf(out_dir / "predictions.nc", predictions)
     write_metrics(out_dir, per_basin, summary)
-    nh_metrics(nh_run.results).to_csv(out_dir / "nh_metrics.csv", index_label="basin")
-    nh_run.epochs.to_csv(out_dir / "epoch_losses.csv", index=False)
+    atomic.write_text(out_dir / "nh_metrics.csv", nh_metrics(nh_run.results).to_csv(index_label="basin"))
+    atomic.write_text(out_dir / "epoch_losses.csv", nh_run.epochs.to_csv(index=False))
     wall = time.perf_counter() - wall_start
     LOGGER.info("LSTM baseline: %d basins, train %.1f s, test %.1f s, total %.1f s",
                 len(basins), nh_run.train_seconds, nh_run.test_seconds, wall)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from benchmark import metrics
+from benchmark import atomic, metrics
 from benchmark.errors import DataError
 
 MODIS_COMPOSITE_DAYS = 8
@@ -304,18 +303,6 @@ def _json_value(value: object) -> object:
     return value
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_metrics(
     out_dir: str | os.PathLike, per_basin: pd.DataFrame, summary: Mapping[str, object]
 ) -> dict[str, Path]:
@@ -338,8 +325,8 @@ def write_metrics(
     if bad:
         raise DataError(f"metrics summary values must be scalars; not scalar: {bad}")
     json_path, csv_path = out / METRICS_JSON, out / PER_BASIN_CSV
-    _atomic_write_text(json_path, json.dumps(flat, indent=2) + "\n")
-    _atomic_write_text(csv_path, per_basin.to_csv(na_rep="n/a", index_label="basin"))
+    atomic.write_text(json_path, json.dumps(flat, indent=2) + "\n")
+    atomic.write_text(csv_path, per_basin.to_csv(na_rep="n/a", index_label="basin"))
     return {"metrics": json_path, "per_basin": csv_path}
 
 

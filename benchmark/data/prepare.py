@@ -17,9 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from benchmark import atomic
 from benchmark.config import Params, ProfileConfig, resolve_path
 from benchmark.data import camels, modis
 from benchmark.data.pet import hargreaves_pet
@@ -248,24 +246,13 @@ def build_manifest(
 
 
 def write_atomically(out_dir: Path, ds: xr.Dataset, manifest: dict) -> None:
-    """Write ``camels.nc`` and ``manifest.json`` to a temp folder, then swap it into ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the output folder should not be
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    try:
+    """Write ``camels.nc`` and ``manifest.json`` into a new folder that replaces ``out_dir`` whole."""
+    def build(folder: Path) -> None:
         encoding = {v: {"zlib": True, "complevel": 1} for v in ds.data_vars}
-        ds.to_netcdf(tmp / DATASET_FILE, engine="netcdf4", encoding=encoding)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out_dir.exists():
-            old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        ds.to_netcdf(folder / DATASET_FILE, engine="netcdf4", encoding=encoding)
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+
+    atomic.replace_dir(out_dir, build)
 
 
 def prepare(params: Params, root: Path | None = None) -> Path:

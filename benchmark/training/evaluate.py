@@ -13,7 +13,6 @@ run opened by training.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from benchmark import atomic
 from benchmark.config import Params
 from benchmark.errors import ConfigError, TrainingError
 from benchmark.training.normalization import NormalizationStats
@@ -37,7 +37,6 @@ from benchmark.training.trainer import (
     merge_solver_stats,
     public_stats,
     model_dir,
-    readable_temp_file,
     peak_memory_mb,
     resolve_device,
     resolve_dtype,
@@ -120,19 +119,6 @@ def predictions_dataset(
     for name, values in parameters.items():
         data_vars[name] = (("basin",), values.astype(np.float32), {"long_name": "test-period and component mean"})
     return xr.Dataset(data_vars, coords=coords, attrs={"model": model_name})
-
-
-def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """Write ``ds`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def hydrograph_figure(pred: xr.Dataset, per_basin: pd.DataFrame) -> Any:
@@ -248,11 +234,11 @@ def evaluate_model(
 
     per_basin, summary = evaluation.score_predictions(pred, ds)
     out = eval_dir(params, model_name, seed)
-    write_netcdf(pred, out / PREDICTIONS_NAME)
+    atomic.write_netcdf(out / PREDICTIONS_NAME, pred)
     evaluation.write_metrics(out, per_basin, summary)
     figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
+        atomic.save_figure(out / name, fig, dpi=110)
     wall = time.perf_counter() - tic
     if track:
         from benchmark.training.tracking_glue import log_evaluation

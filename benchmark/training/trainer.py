@@ -27,7 +27,6 @@ import io
 import os
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from benchmark import atomic
 from benchmark.config import Params, ProfileConfig, resolve_path
 from benchmark.errors import ConfigError, DataError, HbvbenchError, TrainingError
 from benchmark.training import distributed
@@ -93,15 +93,6 @@ def eval_dir(params: Params, model: str, seed: int | None = None) -> Path:
     folder = resolve_path(params.train.eval_dir) / model
     sub = _seed_folder(params, seed)
     return folder / sub if sub else folder
-
-
-def readable_temp_file(folder: Path, name: str) -> tuple[int, str]:
-    """``mkstemp`` in ``folder`` with the permissions of a normal new file (umask applied)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
 
 
 def select_basins(ds: xr.Dataset, profile: ProfileConfig) -> xr.Dataset:
@@ -289,34 +280,6 @@ def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`train_model` (TrainingError when unreadable)."""
     if not path.is_file():
@@ -340,7 +303,7 @@ def write_train_log(history: list[dict[str, float]], path: Path) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({key: row.get(key, "") for key in fields})
-    atomic_write_text(buffer.getvalue(), path)
+    atomic.write_text(path, buffer.getvalue())
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -636,7 +599,8 @@ def train_model(
                 state.epoch = epoch
                 state.history.append(record)
                 if ranks.is_main:  # one writer of the job's files and run
-                    atomic_torch_save(
+                    atomic.torch_save(
+                        ckpt_path,
                         {
                             "format": CHECKPOINT_FORMAT,
                             "model": model_name,
@@ -651,7 +615,6 @@ def train_model(
                             "history": state.history,
                             "mlflow_run_id": state.mlflow_run_id,
                         },
-                        ckpt_path,
                     )
                     write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
                     tracker.log_epoch(epoch, record, solver_stats)

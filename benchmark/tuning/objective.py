@@ -324,9 +324,9 @@ class Objective:
 
 
 def _save_payload(payload: dict[str, Any], path: Path) -> None:
-    from benchmark.training.trainer import atomic_torch_save
+    from benchmark import atomic
 
-    atomic_torch_save(payload, path)
+    atomic.torch_save(path, payload)
 
 
 def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
