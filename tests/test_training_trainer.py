@@ -173,8 +173,10 @@ def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_
 
 
 def test_non_finite_loss_names_epoch_and_basins_and_fails_the_run(tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
-    # An infinite learning rate turns the weights non-finite after the first update.
-    params = ci_params(tmp_path, ci_data_dir, experiment="training-nan", learning_rate=float("inf"))
+    # An infinite learning rate turns the weights non-finite after the first update; the
+    # configuration refuses it, so it is set past the validation (model_copy does not validate).
+    params = ci_params(tmp_path, ci_data_dir, experiment="training-nan")
+    params = params.model_copy(update={"train": params.train.model_copy(update={"learning_rate": float("inf")})})
     with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, batch 2/2; basins \['0") as err:
         train_model(params, MODEL, epochs=1, dataset=ci_dataset)
     client = MlflowClient(tracking_uri=mlflow_tracking_uri)
