@@ -97,6 +97,10 @@ class DataConfig(_Strict):
     processed_dir: Path = Path("artifacts/data")
     #: static attributes written to the dataset: "table_a1" (the paper's 35) or a list of CAMELS names
     attributes: list[str] | Literal["table_a1"] = "table_a1"
+    #: a basin without a single streamflow observation in the training, validation or test
+    #: period: "error" stops `prepare`; "warn" keeps it, prints a warning and records it in
+    #: manifest.json and the MLflow runs of every model trained or evaluated on the data
+    unobserved_basins: Literal["error", "warn"] = "error"
 
 
 class ProfileConfig(_Strict):
@@ -168,6 +172,9 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
     newton_tol: PositiveFloat | None = None
     newton_max_iter: PositiveInt = 20
+    #: evaluation: a basin whose share of not-converged Newton days (implicit scheme, over the
+    #: warm-up and test days) is above this is marked failed (see benchmark/training/evaluate.py)
+    max_not_converged_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
     dynamic_parameters: list[str] | None = None
     compile: bool = False
@@ -175,6 +182,9 @@ class TrainConfig(_Strict):
     experiment: str = "hbvbench"
     models_dir: Path = Path("artifacts/models")
     eval_dir: Path = Path("artifacts/eval")
+    #: the in-progress state of a training run (checkpoint of the last finished epoch), kept
+    #: outside the pipeline's declared outputs so that a rerun after a crash can continue
+    work_dir: Path = Path("artifacts/work")
 
     @field_validator("models")
     @classmethod
