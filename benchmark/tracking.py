@@ -667,16 +667,22 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
     """Log the numeric entries of a (possibly nested) summary; return the keys skipped.
 
     Entries that are not finite numbers (``None``, ``"n/a"``, NaN) are not metrics: they
-    are skipped, and their keys listed in the tag ``metrics_not_available``.
+    are skipped, and their keys listed in the tag ``metrics_not_available``. Other text
+    values (e.g. ``failed_basins``) are set as tags of the same name when not empty.
     """
     _require_active_run()
     numeric: dict[str, float] = {}
     skipped: list[str] = []
+    texts: dict[str, str] = {}
 
     def visit(node: Any, path: str) -> None:
         if isinstance(node, Mapping):
             for key, child in node.items():
                 visit(child, f"{path}.{key}" if path else str(key))
+            return
+        if isinstance(node, str) and node != "n/a":
+            if node:
+                texts[_clean_key(path)] = _truncate(node, MAX_TAG_VALUE_LENGTH)
             return
         try:
             value = _metric_value(node)
@@ -693,6 +699,8 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
         mlflow.log_metrics(numeric, step=step)
     if skipped:
         mlflow.set_tag("metrics_not_available", _truncate(",".join(skipped), MAX_TAG_VALUE_LENGTH))
+    if texts:
+        mlflow.set_tags(texts)
     return skipped
 
 

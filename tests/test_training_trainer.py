@@ -2,14 +2,17 @@
 
 Specifications: same seed -> identical weights and metrics; a training killed mid-epoch
 (SIGKILL) and resumed with ``--resume`` ends exactly where an uninterrupted run ends; a
-non-finite loss stops with a TrainingError naming the epoch and the basins, and the MLflow
-run ends FAILED with the error; the evaluation writes predictions over the test period.
+non-finite simulation stops with a TrainingError naming the epoch, the basin and the date,
+and the MLflow run ends FAILED with the error; the evaluation writes predictions over the
+test period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,18 +175,24 @@ def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_
     pd.testing.assert_frame_equal(per_basin, reference_per_basin)
 
 
-def test_non_finite_loss_names_epoch_and_basins_and_fails_the_run(tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
+def test_a_non_finite_simulation_names_epoch_basin_and_date_and_fails_the_run(
+        tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
     # An infinite learning rate turns the weights non-finite after the first update; the
     # configuration refuses it, so it is set past the validation (model_copy does not validate).
     params = ci_params(tmp_path, ci_data_dir, experiment="training-nan")
     params = params.model_copy(update={"train": params.train.model_copy(update={"learning_rate": float("inf")})})
-    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, batch 2/2; basins \['0") as err:
+    pattern = (r"epoch 1, batch 2/2: the simulation became non-finite \(NaN or infinite storage or flow\) "
+               r"for basin (0\d{7}) on (\d{4}-\d\d-\d\d) \(first of \d+ such basin-days\)")
+    with pytest.raises(TrainingError, match=pattern) as err:
         train_model(params, MODEL, epochs=1, dataset=ci_dataset)
+    basin, day = re.search(pattern, str(err.value)).groups()
+    assert basin in params.active.basins
+    assert params.active.train.start <= dt.date.fromisoformat(day) <= params.active.train.end
     client = MlflowClient(tracking_uri=mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("training-nan")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
-    assert "non-finite loss" in run.data.tags["error"]
+    assert "the simulation became non-finite" in run.data.tags["error"]
     assert str(err.value) in run.data.tags["error"]
 
 

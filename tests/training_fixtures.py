@@ -23,6 +23,7 @@ def write_params(folder: Path, data_dir: Path, *, profile: str = "ci", **train: 
         **raw.get("train", {}),
         "models_dir": str(folder / "models"),
         "eval_dir": str(folder / "eval"),
+        "work_dir": str(folder / "work"),
         "device": "cpu",
         **train,
     }

@@ -72,11 +72,12 @@ def trial_dir(params: Params, study_name: str, number: int) -> Path:
 
 def trial_params(params: Params, hyperparams: dict[str, Any], out_dir: Path) -> Params:
     """The configuration a trial trains with: hyperparameters applied, training period cut
-    before the validation period, checkpoints in ``out_dir``, ``tune.epochs`` if set."""
+    before the validation period, checkpoints (and the in-progress state) in ``out_dir``,
+    ``tune.epochs`` if set."""
     from benchmark.tuning.space import apply_hyperparams, training_end_before, validation_period
 
     period = validation_period(params)
-    train_updates: dict[str, Any] = {"models_dir": out_dir}
+    train_updates: dict[str, Any] = {"models_dir": out_dir, "work_dir": out_dir / "work"}
     if params.tune.epochs is not None:
         train_updates["epochs"] = params.tune.epochs
     # the trial's score is its validation metric; the profile's monitoring curve would only cost time

@@ -62,9 +62,9 @@ def best_summary(study: Any) -> dict[str, Any] | None:
 def _network_hyperparams(path: str | None) -> dict[str, Any]:
     if not path or not Path(path).is_file():
         return {}
-    import torch
+    from benchmark.training.checkpoint import load_torch_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_torch_file(Path(path), "trial network")
     return dict(payload.get("hyperparams", {})) if isinstance(payload, dict) else {}
 
 
