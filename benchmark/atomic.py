@@ -13,7 +13,8 @@ the process umask), so a metrics file or leaderboard is as readable as the user 
 Writers: :func:`write_text`, :func:`write_bytes`, :func:`write_json`, :func:`write_yaml`,
 :func:`torch_save`, :func:`write_netcdf`, :func:`save_figure`, :func:`copy_file`; for
 anything else :func:`atomic_path` yields the temporary path to write. Whole folders:
-:func:`replace_dir` (build a new folder beside the old one, then swap them).
+:func:`replace_dir` (build a new folder beside the old one, then swap them) and
+:func:`swap_in` (put a finished file or folder in place of another).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "atomic_path", "copy_file", "new_dir_mode", "new_file_mode", "replace_dir", "save_figure", "symlink",
+    "atomic_path", "copy_file", "new_dir_mode", "new_file_mode", "replace_dir", "save_figure", "swap_in", "symlink",
     "torch_save", "write_bytes", "write_json", "write_netcdf", "write_text", "write_yaml",
 ]
 
@@ -158,33 +159,44 @@ def symlink(target: str, link: Path | str) -> Path:
     return link
 
 
+def swap_in(new: Path | str, target: Path | str) -> Path:
+    """Put the file or folder ``new`` in place of ``target`` (same file system).
+
+    An old ``target`` is renamed aside first and deleted once ``new`` is in place; if the
+    second rename fails the old one is put back.
+    """
+    new, target = Path(new), Path(target)
+    old: Path | None = None
+    try:
+        if target.exists() or target.is_symlink():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old.")) / target.name
+            os.replace(target, old)
+        os.replace(new, target)
+    except BaseException:
+        if old is not None and (old.exists() or old.is_symlink()) and not target.exists():
+            os.replace(old, target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    _fsync_path(target.parent)
+    return target
+
+
 def replace_dir(target: Path | str, build: Callable[[Path], None]) -> Path:
     """Build a new folder with ``build(folder)`` beside ``target``, then swap it in.
 
     The new folder is made under a temporary name in ``target``'s parent (normal
-    permissions); when ``build`` returns, the old ``target`` (if any) is renamed aside, the new
-    one renamed into place and the old one deleted. A failure in ``build`` removes the new
-    folder and leaves ``target`` untouched; a failure during the swap puts the old one back.
+    permissions); when ``build`` returns it replaces ``target`` (:func:`swap_in`). A failure
+    in ``build`` removes the new folder and leaves ``target`` untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new."))
-    old: Path | None = None
     try:
         os.chmod(staging, new_dir_mode())
         build(staging)
-        if target.exists() or target.is_symlink():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old.")) / target.name
-            os.replace(target, old)
-        os.replace(staging, target)
-    except BaseException:
+        swap_in(staging, target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-        if old is not None:
-            shutil.rmtree(old.parent, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old.parent, ignore_errors=True)
-    _fsync_path(target.parent)
     return target

@@ -66,6 +66,10 @@ _INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 
 _GIT_TIMEOUT_S = 10.0
 
+#: URI schemes MLflow 3 can keep runs in (``postgresql+psycopg://`` counts as ``postgresql``).
+SUPPORTED_SCHEMES: tuple[str, ...] = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+_CHECKED_STORES: set[str] = set()
+
 
 class TrackingError(HbvbenchError):
     """The tracking store cannot answer a request (e.g. an experiment does not exist)."""
@@ -126,6 +130,13 @@ def tracking_uri() -> str:
             f"MLFLOW_TRACKING_URI={env!r} names MLflow's legacy file store, which MLflow 3 refuses; "
             f"use a SQLite database instead, e.g. sqlite:///{Path.cwd() / DEFAULT_DB_NAME}"
         )
+    scheme = env.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI={env!r}: MLflow cannot store runs under the scheme {scheme!r}; use "
+            f"sqlite:///<absolute path>.db, a database URL ({', '.join(s for s in SUPPORTED_SCHEMES if s not in ('sqlite', 'http', 'https', 'databricks'))}) "
+            "or an http(s):// tracking server, or unset it for the repository's mlflow.db"
+        )
     return env
 
 
@@ -155,18 +166,51 @@ def artifact_root(uri: str | None = None) -> Path | None:
     return REPO_ROOT / ARTIFACTS_DIR_NAME
 
 
+def check_store(uri: str | None = None) -> str:
+    """Fail early, with one clear error, on a store that cannot be used (once per URI and process).
+
+    A SQLite store must be a readable SQLite file or not exist yet (a locked one is retried
+    for about 15 s); an ``http(s)://`` server must answer ``/health``. Other databases are
+    left to MLflow. See :mod:`benchmark.stores`.
+
+    Returns
+    -------
+    str
+        The URI checked.
+
+    Raises
+    ------
+    benchmark.stores.StoreError
+        Naming the URI and the fix.
+    """
+    from benchmark import stores
+
+    uri = tracking_uri() if uri is None else uri
+    if uri in _CHECKED_STORES:
+        return uri
+    fix = "set MLFLOW_TRACKING_URI to another store (or unset it for the repository's mlflow.db)"
+    db_path = _sqlite_path(uri)
+    if db_path is not None:
+        stores.check_sqlite(db_path, uri, "MLflow tracking store", fix)
+    elif uri.startswith(("http://", "https://")):
+        stores.check_http(uri, "MLflow tracking server", fix)
+    _CHECKED_STORES.add(uri)
+    return uri
+
+
 def configure() -> str:
     """Point MLflow at :func:`tracking_uri` (idempotent; cheap after the first call).
 
-    Creates the folder of a SQLite database if it is missing. Called by :func:`run`; call
-    it yourself only before using ``mlflow`` directly.
+    Checks the store first (:func:`check_store`) and creates the folder of a SQLite
+    database if it is missing. Called by :func:`run`; call it yourself only before using
+    ``mlflow`` directly.
 
     Returns
     -------
     str
         The tracking URI now in use.
     """
-    uri = tracking_uri()
+    uri = check_store()
     mlflow = _mlflow()
     db_path = _sqlite_path(uri)
     if db_path is not None:

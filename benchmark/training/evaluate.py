@@ -280,6 +280,10 @@ def evaluate_model(
         spec = get_model_spec(model_name)
     except KeyError as exc:
         raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+    if track:  # a corrupt, locked or unreachable store fails now, before any output is written
+        from benchmark import tracking
+
+        tracking.check_store()
     mdir = model_dir(params, model_name, seed)
     ckpt_path = mdir / CHECKPOINT_NAME
     ckpt = load_checkpoint(ckpt_path)

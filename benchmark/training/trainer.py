@@ -551,6 +551,10 @@ def train_model(
     except KeyError as exc:
         raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
     seed, epochs = _resolve_seed_epochs(params, seed, epochs)
+    if track:  # a corrupt, locked or unreachable store fails now, not after the first epoch
+        from benchmark import tracking
+
+        tracking.check_store()
     if resume and init_from:
         raise ConfigError("--resume and --init-from exclude each other")
     if resume and restart:
