@@ -70,7 +70,7 @@ def _process_alive(pid: Any) -> bool:
 
 
 @contextmanager
-def hold(folder: Path | str, command: str, *, log: TextIO = sys.stderr) -> Iterator[Path]:
+def hold(folder: Path | str, command: str, *, log: TextIO | None = None) -> Iterator[Path]:
     """Hold the lock of ``folder`` (created if missing) for the body.
 
     Parameters
@@ -80,7 +80,7 @@ def hold(folder: Path | str, command: str, *, log: TextIO = sys.stderr) -> Itera
     command
         What holds it, for other processes' messages (e.g. ``"hbvbench train --model dhbv"``).
     log
-        Where the take-over of a dead holder's lock is reported.
+        Where the take-over of a dead holder's lock is reported (default stderr).
 
     Yields
     ------
@@ -108,7 +108,7 @@ def hold(folder: Path | str, command: str, *, log: TextIO = sys.stderr) -> Itera
             same_host = previous.get("host") == socket.gethostname()
             state = "no longer running" if same_host and not _process_alive(previous.get("pid")) else "gone"
             print(f"{command}: taking over the lock of {folder} left by {describe_holder(previous)}, "
-                  f"which is {state} (killed or crashed)", file=log)
+                  f"which is {state} (killed or crashed)", file=log or sys.stderr)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                   "started": dt.datetime.now().isoformat(timespec="seconds")}
         atomic.write_json(folder / RECORD_NAME, record)

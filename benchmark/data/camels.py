@@ -270,6 +270,8 @@ def read_forcing(path: Path | str) -> BasinForcing:
     if not path.is_file():
         raise DataError(f"forcing file {path} does not exist")
     text = path.read_text(errors="replace")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (an interrupted download or copy?); restore it from the CAMELS data")
     head = text.split("\n", 4)
     latitude = _header_number(path, head, 0, "latitude")
     elevation = _header_number(path, head, 1, "mean elevation in m")
@@ -333,6 +335,8 @@ def read_streamflow(path: Path | str, area_km2: float | None = None) -> pd.DataF
     if not path.is_file():
         raise DataError(f"streamflow file {path} does not exist")
     names = ["gauge", "year", "month", "day", "qobs_cfs", "flag"]
+    if path.stat().st_size == 0 or not path.read_bytes().strip():
+        raise DataError(f"{path}: the file is empty (an interrupted download or copy?); restore it from the CAMELS data")
     try:
         frame = pd.read_csv(
             path, sep=r"\s+", header=None, names=names, engine="c",

@@ -27,6 +27,7 @@ a corrupt file, a unit mix-up or a missing-value code the reader does not know. 
 * ``qobs`` 0 .. 2,000 mm/day: daily basin runoff cannot exceed the world-record daily
   rainfall plus snowmelt; the real 35 basins peak at 144 mm/day. In the raw USGS file any
   negative discharge other than the missing-value code -999 is an error.
+* ``gauge_lat`` -90 .. 90 degrees (the attribute PET is computed from).
 
 Every embedded basin (``data/camels_us``, 35 basins, 1980-2014) passes all of them
 (``tests/test_bad_inputs.py``).
@@ -67,6 +68,7 @@ PLAUSIBLE_RANGES: dict[str, PlausibleRange] = {
     "swe": PlausibleRange(0.0, 20000.0, "mm"),
     "pet": PlausibleRange(0.0, 25.0, "mm/day"),
     "qobs": PlausibleRange(0.0, 2000.0, "mm/day"),
+    "gauge_lat": PlausibleRange(-90.0, 90.0, "degrees_north"),
 }
 
 
@@ -109,6 +111,16 @@ def check_plausible(values: pd.Series, name: str, *, basin: str, source: object)
         f"{source}: basin {basin}, {day.date()}: {name} = {value:g} {bounds.unit} is not physically plausible "
         f"(allowed {bounds.low:g}..{bounds.high:g} {bounds.unit}); the file is corrupt or not in CAMELS units"
     )
+
+
+def check_plausible_value(value: float, name: str, *, basin: str, source: object) -> None:
+    """DataError when one static value (e.g. an attribute) is outside its physical range."""
+    bounds = PLAUSIBLE_RANGES[name]
+    if not (np.isfinite(value) and bounds.low <= value <= bounds.high):
+        raise DataError(
+            f"{source}: basin {basin}: {name} = {value:g} {bounds.unit} is not physically plausible "
+            f"(allowed {bounds.low:g}..{bounds.high:g} {bounds.unit})"
+        )
 
 
 def unobserved_periods(qobs: pd.Series, periods: dict[str, tuple[dt.date, dt.date]]) -> list[str]:

@@ -131,8 +131,9 @@ def observed_windows(profile: ProfileConfig) -> dict[str, tuple[dt.date, dt.date
     return windows
 
 
-def check_basin_values(basin: RawBasin, latitude_deg: float) -> None:
+def check_basin_values(basin: RawBasin, latitude_deg: float, attribute_file: Path) -> None:
     """DataError naming file, basin, date and variable for the first physically implausible value."""
+    checks.check_plausible_value(latitude_deg, "gauge_lat", basin=basin.gauge_id, source=attribute_file)
     forcing = basin.forcing.data
     for name in camels.FORCING_UNITS:
         checks.check_plausible(forcing[name], name, basin=basin.gauge_id, source=basin.files["forcing"])
@@ -283,7 +284,7 @@ def write_atomically(out_dir: Path, ds: xr.Dataset, manifest: dict) -> None:
     atomic.replace_dir(out_dir, build)
 
 
-def prepare(params: Params, root: Path | None = None, *, log: TextIO = sys.stderr) -> Path:
+def prepare(params: Params, root: Path | None = None, *, log: TextIO | None = None) -> Path:
     """Run the ``prepare`` stage for the active profile.
 
     Parameters
@@ -294,7 +295,7 @@ def prepare(params: Params, root: Path | None = None, *, log: TextIO = sys.stder
         Folder that relative paths in ``params.data`` are resolved against (default: the
         repository root).
     log
-        Where data warnings are printed (``data.unobserved_basins: warn``).
+        Where data warnings are printed (``data.unobserved_basins: warn``; default stderr).
 
     Returns
     -------
@@ -333,12 +334,12 @@ def prepare(params: Params, root: Path | None = None, *, log: TextIO = sys.stder
     for gauge_id in ids:
         basin = read_basin(raw_dir, gauge_id, product, float(attributes.at[gauge_id, "area_gages2"]), modis_dir)
         check_periods(basin, windows, params.profile)
-        check_basin_values(basin, float(attributes.at[gauge_id, "gauge_lat"]))
+        check_basin_values(basin, float(attributes.at[gauge_id, "gauge_lat"]), camels.attribute_path(raw_dir, "topo"))
         warning = checks.check_observed(basin.streamflow["qobs_mm"], observed_windows(profile), basin=gauge_id,
                                         source=basin.files["streamflow"], on_missing=cfg.unobserved_basins)
         if warning is not None:
             warnings.append(warning)
-            print(f"hbvbench prepare: warning: {warning} (kept: data.unobserved_basins is 'warn')", file=log)
+            print(f"hbvbench prepare: warning: {warning} (kept: data.unobserved_basins is 'warn')", file=log or sys.stderr)
         basins.append(basin)
     ds, categories = build_dataset(
         basins, attributes, product=product, source_dir=str(cfg.raw_dir), with_modis=modis_dir is not None,

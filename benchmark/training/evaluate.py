@@ -239,7 +239,8 @@ def cdf_figure(per_basin: pd.DataFrame, model_name: str) -> Any:
     ax.set_xlabel("metric value")
     ax.set_ylabel("fraction of basins")
     ax.set_title(f"{model_name}: CDF across basins", fontsize=10)
-    ax.legend()
+    if ax.get_lines():  # every basin failed: an empty plot, no legend
+        ax.legend()
     fig.tight_layout()
     return fig
 
