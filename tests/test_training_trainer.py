@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import signal
 import subprocess
@@ -29,7 +28,15 @@ from benchmark.errors import TrainingError
 from benchmark.training.evaluate import evaluate_model
 from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
 from tests.limits import HANG_GUARD_S
-from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params, write_params  # noqa: F401 - fixtures
+from tests.training_fixtures import (  # noqa: F401 - fixtures
+    KILL_MID_EPOCH_2,
+    ci_data_dir,
+    ci_dataset,
+    ci_params,
+    hbvbench_command,
+    same_threads_env,
+    write_params,
+)
 
 MODEL = "dhbv"
 EPOCHS = 2
@@ -118,50 +125,19 @@ def test_same_seed_gives_identical_weights_and_metrics(uninterrupted, tmp_path, 
     pd.testing.assert_frame_equal(again, per_basin)
 
 
-def _hbvbench(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from benchmark.cli import main; sys.exit(main())", *args]
-
-
-# Runs `hbvbench train` and SIGKILLs the process from inside when the second minibatch of
-# epoch 2 is drawn: one update of epoch 2 is done in memory, none of it is on disk. Killing
-# from inside makes the point of the kill exact; a kill sent from outside when the epoch-1
-# checkpoint appears could land after epoch 2 on a loaded machine.
-_KILL_MID_EPOCH_2 = """
-import os, signal, sys
-from benchmark.training import sampler
-from benchmark.cli import main
-
-draw, calls = sampler.WindowSampler.sample, []
-def sample_then_die(self):
-    calls.append(1)
-    if len(calls) == {kill_at_draw}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return draw(self)
-sampler.WindowSampler.sample = sample_then_die
-sys.exit(main())
-"""
-
-
-def _same_threads_env() -> dict[str, str]:
-    """The environment of a child process that must reproduce this process bit for bit:
-    PyTorch's intra-op thread count decides how elementwise work is split, and so the last
-    bit of some results; the child gets exactly this process's count."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-
-
 def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_data_dir, ci_dataset):
     _, params, reference, reference_per_basin, _ = uninterrupted
     params_path = write_params(tmp_path, ci_data_dir, experiment="training-resume")
     model_dir = tmp_path / "models" / MODEL
     args = ("--params", str(params_path), "train", "--model", MODEL, "--epochs", str(EPOCHS))
     kill_at_draw = params.active.iterations_per_epoch + 2
-    killer = [sys.executable, "-c", _KILL_MID_EPOCH_2.format(kill_at_draw=kill_at_draw), *args]
-    env = _same_threads_env()
+    killer = [sys.executable, "-c", KILL_MID_EPOCH_2.format(kill_at_draw=kill_at_draw), *args]
+    env = same_threads_env()
     killed = subprocess.run(killer, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert load_checkpoint(model_dir / CHECKPOINT_NAME)["epoch"] == 1
 
-    done = subprocess.run([*_hbvbench(*args), "--resume"], env=env, capture_output=True, text=True,
+    done = subprocess.run([*hbvbench_command(*args), "--resume"], env=env, capture_output=True, text=True,
                           timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr
     resumed = load_checkpoint(model_dir / CHECKPOINT_NAME)
