@@ -57,7 +57,8 @@ def describe_holder(record: dict[str, Any] | None) -> str:
             f"({record.get('command')!r}, since {record.get('started')})")
 
 
-def _process_alive(pid: Any) -> bool:
+def process_alive(pid: Any) -> bool:
+    """Whether a process with this id exists on this host (a pid of another user counts)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -106,7 +107,7 @@ def hold(folder: Path | str, command: str, *, log: TextIO | None = None) -> Iter
         previous = _read_record(folder)
         if previous is not None:
             same_host = previous.get("host") == socket.gethostname()
-            state = "no longer running" if same_host and not _process_alive(previous.get("pid")) else "gone"
+            state = "no longer running" if same_host and not process_alive(previous.get("pid")) else "gone"
             print(f"{command}: taking over the lock of {folder} left by {describe_holder(previous)}, "
                   f"which is {state} (killed or crashed)", file=log or sys.stderr)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,

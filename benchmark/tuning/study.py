@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import REPO_ROOT, Params
+from benchmark.locks import process_alive
 from benchmark.errors import ConfigError, HbvbenchError
 
 DEFAULT_STORAGE_NAME = "optuna.db"
@@ -155,16 +156,6 @@ def open_study(params: Params, model: str, name: str, storage: Any, metric: str,
     return study
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study: Any) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker process on this host is gone; return their numbers.
 
@@ -177,7 +168,7 @@ def fail_dead_trials(study: Any) -> list[int]:
     failed: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("worker_pid")
-        if trial.user_attrs.get("worker_host") != host or not isinstance(pid, int) or _process_alive(pid):
+        if trial.user_attrs.get("worker_host") != host or not isinstance(pid, int) or process_alive(pid):
             continue
         storage = study._storage
         try:
