@@ -9,6 +9,20 @@ components — and ``route_a``/``route_b``) and scored with :mod:`benchmark.eval
 ``metrics.json`` and ``per_basin_metrics.csv`` in ``<train.eval_dir>/<model>/``, plus a
 hydrograph and a metric-CDF figure (PNG). Everything is logged to the (model, seed) MLflow
 run opened by training.
+
+Before anything runs, the checkpoint must be a finished training of this model, fit the
+network this configuration builds, and come from this profile and basin set
+(:mod:`benchmark.training.checkpoint`), with its own ``normalization.json``.
+
+Failed basins (:func:`failed_basins`): a basin whose simulation produced a NaN or infinite
+storage or flow on any simulated day (warm-up included), or whose Newton iteration did not
+converge on more than ``train.max_not_converged_share`` of its simulated days (implicit
+scheme; default 1 %), is marked ``failed: <reason>`` in ``per_basin_metrics.csv`` with its
+metrics left empty, counted and listed in ``metrics.json`` and left out of every median; the
+others are scored as usual. A not-converged day keeps the last Newton iterate, finite but off
+the backward-Euler solution: a few such days among thousands barely move a basin's metrics,
+a larger share means the solver, not the model, shaped the result. The evaluation folder is
+locked while it is written.
 """
 
 from __future__ import annotations
