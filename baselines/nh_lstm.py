@@ -57,7 +57,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
 
 from benchmark import atomic
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
@@ -586,7 +585,7 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
     folder = out_dir / "nh_runs" / name
     folder.mkdir(parents=True, exist_ok=False)
     basin_file = folder / "basins.txt"
-    basin_file.write_text("\n".join(basins) + "\n")
+    atomic.write_text(basin_file, "\n".join(basins) + "\n")
     kept, dropped = usable_static_attributes(raw_dir, basins)
     config = build_nh_config(
         settings=settings, train=params.active.train, test=params.active.test, raw_dir=raw_dir,
@@ -594,7 +593,7 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
         experiment_name=name, static_attributes=kept, n_basins=len(basins), device=resolve_device(params.baselines.device),
         seed=params.active.seeds[0],
     )
-    (folder / "nh_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    atomic.write_yaml(folder / "nh_config.yml", config)
     atomic.symlink(name, out_dir / "nh_runs" / "latest")
     return config, folder, dropped
 

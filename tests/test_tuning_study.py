@@ -141,6 +141,7 @@ def test_explorer_study_then_adjoint_fine_tune_starts_from_the_best_network(tmp_
     params_path = write_tune_params(tmp_path, ci_data_dir, experiment="tune-explorer")
     explorer = run_tuning(load_params(params_path), "dhbv", trials=2, study_name="explorer")
     assert explorer.best is not None
+    assert not list((tmp_path / "tuning").rglob("work")), "a finished trial leaves no in-progress state"
     best_network = torch.load(explorer.best["network_path"], weights_only=True)
 
     # The fine-tune keeps its own learning rate (not tuned here); 1e-30 (the configuration refuses 0)

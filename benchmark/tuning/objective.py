@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,7 +317,11 @@ class Objective:
 
         seed = tune.seed if tune.seed is not None else tparams.active.seeds[0]
         n_epochs = tparams.train.epochs or tparams.active.epochs
-        train_model(tparams, self.model_name, seed=seed, dataset=self.dataset, track=False, on_epoch_end=on_epoch_end)
+        try:
+            train_model(tparams, self.model_name, seed=seed, dataset=self.dataset, track=False,
+                        on_epoch_end=on_epoch_end)
+        finally:  # a trial is never continued: a pruned or failed one leaves no in-progress state
+            shutil.rmtree(tparams.train.work_dir, ignore_errors=True)
         network_path = out_dir / NETWORK_FILE
         _save_payload({**last["payload"], "sampled": sampled}, network_path)
         trial.set_user_attr("network_path", str(network_path))
