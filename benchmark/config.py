@@ -48,12 +48,12 @@ def _iso_date(value: Any) -> Any:
     """Accept a date or a ``YYYY-MM-DD`` string; anything else (a bare number would be
     read as a Unix time stamp) is refused."""
     if isinstance(value, dt.datetime):
-        raise ValueError(f"expected a date YYYY-MM-DD, got the date-time {value.isoformat()}")
+        raise ValueError("expected a date YYYY-MM-DD, not a date and time")
     if isinstance(value, dt.date):
         return value
     if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
         return value.strip()
-    raise ValueError(f"expected an ISO date YYYY-MM-DD, got {value!r}")
+    raise ValueError("expected an ISO date YYYY-MM-DD")
 
 
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]

@@ -439,7 +439,8 @@ CASES: tuple[Case, ...] = (
          ("models/dhbv_adj/checkpoint.pt", "holds a 'dhbv' model, not 'dhbv_adj'")),
     Case("checkpoint-of-another-structure",
          _checkpoint_edit(lambda c: c["structure"].update(parameter_names=c["structure"]["parameter_names"][:-1])),
-         EVALUATE, ("checkpoint.pt does not fit the dhbv network", "parameter_names")),
+         EVALUATE, ("checkpoint.pt does not fit the dhbv network", "parameter_names: only in the checkpoint [], "
+                    "only now ['BETAET']")),
     Case("checkpoint-of-other-basins", lambda ws: ws.profile(basins=list(BASINS[:3]), batch_basins=3), EVALUATE,
          ("checkpoint.pt was trained on another configuration", "basins")),
     Case("checkpoint-of-another-profile", lambda ws: ws.edit(lambda raw: raw["profiles"]["default"].update(

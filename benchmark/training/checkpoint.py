@@ -113,8 +113,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _differences(have: dict[str, Any], want: dict[str, Any], keys: Any) -> list[str]:
     out = []
     for key in keys:
-        if have.get(key) != want.get(key):
-            out.append(f"{key}: {_short(have.get(key))} in the checkpoint, {_short(want.get(key))} now")
+        old, new = have.get(key), want.get(key)
+        if old == new:
+            continue
+        if isinstance(old, list) and isinstance(new, list) and len(repr(old)) + len(repr(new)) > 100:
+            lost = [x for x in old if x not in new]
+            added = [x for x in new if x not in old]
+            what = (f"only in the checkpoint {_short(lost)}, only now {_short(added)}" if lost or added
+                    else "the same entries in another order")
+            out.append(f"{key}: {what}")
+        else:
+            out.append(f"{key}: {_short(old)} in the checkpoint, {_short(new)} now")
     return out
 
 
