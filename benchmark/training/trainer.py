@@ -646,24 +646,12 @@ def train_model(
                     state.history.append(record)
                     if ranks.is_main:  # one writer of the job's files and run
                         payload = {
-                            "format": CHECKPOINT_FORMAT,
-                            "model": model_name,
-                            "seed": seed,
-                            "epoch": epoch,
-                            "epochs": epochs,
-                            "setup": fingerprint,
-                            "structure": structure,
-                            "n_inputs": stats.n_inputs,
-                            "model_state": distributed.unwrap(model.network).state_dict(),
-                            "optimizer_state": optimizer.state_dict(),
-                            "sampler_state": sampler.state_dict(),
-                            "rng_states": _rng_states(device),
-                            "history": state.history,
-                            "mlflow_run_id": state.mlflow_run_id,
+                            "format": CHECKPOINT_FORMAT, "model": model_name, "seed": seed, "epoch": epoch,
+                            "epochs": epochs, "setup": fingerprint, "structure": structure, "n_inputs": stats.n_inputs,
+                            **_training_state(model, optimizer, sampler, device),
+                            "history": state.history, "mlflow_run_id": state.mlflow_run_id,
                         }
-                        atomic.torch_save(wdir / CHECKPOINT_NAME, payload)
-                        atomic.torch_save(out_dir / CHECKPOINT_NAME, payload)
-                        write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
+                        _save_epoch(payload, out_dir, wdir)
                         tracker.log_epoch(epoch, record, solver_stats)
                     epoch_bar.set_postfix(loss=f"{loss:.4f}")
                     if on_epoch_end is not None:  # the epoch's checkpoint is on disk
@@ -673,6 +661,25 @@ def train_model(
             if ranks.is_main:  # finished: nothing left to continue
                 shutil.rmtree(wdir, ignore_errors=True)
         return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
+
+
+def _training_state(model: DifferentiableHBV, optimizer: torch.optim.Optimizer, sampler: WindowSampler,
+                    device: torch.device) -> dict[str, Any]:
+    """Weights, optimizer, sampler and random streams: what continuing a run needs."""
+    return {
+        "model_state": distributed.unwrap(model.network).state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "sampler_state": sampler.state_dict(),
+        "rng_states": _rng_states(device),
+    }
+
+
+def _save_epoch(payload: dict[str, Any], out_dir: Path, wdir: Path) -> None:
+    """The epoch's checkpoint into the work folder (what a rerun continues from) and the model
+    folder (the output), then the loss curve."""
+    atomic.torch_save(wdir / CHECKPOINT_NAME, payload)
+    atomic.torch_save(out_dir / CHECKPOINT_NAME, payload)
+    write_train_log(payload["history"], out_dir / TRAIN_LOG_NAME)
 
 
 def _announce(plan: Any, model_name: str) -> None:
