@@ -170,8 +170,8 @@ def check_store(uri: str | None = None) -> str:
     """Fail early, with one clear error, on a store that cannot be used (once per URI and process).
 
     A SQLite store must be a readable SQLite file or not exist yet (a locked one is retried
-    for about 15 s); an ``http(s)://`` server must answer ``/health``. Other databases are
-    left to MLflow. See :mod:`benchmark.stores`.
+    for about 15 s); an ``http(s)://`` server must answer ``/health``; another database
+    (PostgreSQL, MySQL ...) must open and answer one query. See :mod:`benchmark.stores`.
 
     Returns
     -------
@@ -180,7 +180,7 @@ def check_store(uri: str | None = None) -> str:
 
     Raises
     ------
-    benchmark.stores.StoreError
+    benchmark.stores.StoreError, TrackingError
         Naming the URI and the fix.
     """
     from benchmark import stores
@@ -194,6 +194,14 @@ def check_store(uri: str | None = None) -> str:
         stores.check_sqlite(db_path, uri, "MLflow tracking store", fix)
     elif uri.startswith(("http://", "https://")):
         stores.check_http(uri, "MLflow tracking server", fix)
+    elif not uri.startswith("databricks"):  # a database URL: open it once, where its errors can be named
+        from mlflow.tracking import MlflowClient
+
+        _mlflow()
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - driver, connection and schema errors of any kind
+            raise _store_failure(uri, exc) from None
     _CHECKED_STORES.add(uri)
     return uri
 
@@ -221,11 +229,26 @@ def configure() -> str:
 
 
 def client() -> "MlflowClient":
-    """An ``MlflowClient`` bound to :func:`tracking_uri`."""
+    """An ``MlflowClient`` bound to :func:`tracking_uri`.
+
+    Raises
+    ------
+    TrackingError
+        The store cannot be opened (driver missing, server refusing, bad schema), naming the URI.
+    """
     uri = configure()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def _store_failure(uri: str, exc: BaseException) -> "TrackingError":
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return TrackingError(
+        f"MLflow tracking store {uri} cannot be used ({type(exc).__name__}: {first_line}); check the URL, the "
+        "database server and its driver (pip install -e '.[postgres]' for PostgreSQL), or set MLFLOW_TRACKING_URI "
+        "to another store"
+    )
 
 
 def _experiment_dir_name(name: str) -> str:
@@ -241,7 +264,10 @@ def ensure_experiment(name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client()
-    experiment = mlflow_client.get_experiment_by_name(name)
+    try:
+        experiment = mlflow_client.get_experiment_by_name(name)
+    except Exception as exc:  # noqa: BLE001 - the first request: connection and schema errors of any kind
+        raise _store_failure(mlflow_client.tracking_uri, exc) from None
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             log.warning("restoring deleted MLflow experiment %r", name)

@@ -470,6 +470,8 @@ CASES: tuple[Case, ...] = (
          ("MLFLOW_TRACKING_URI", "legacy file store")),
     Case("unreachable-tracking-server", _env(MLFLOW_TRACKING_URI="http://127.0.0.1:9"), TRAIN,
          ("MLflow tracking server http://127.0.0.1:9 is not reachable", "start the server")),
+    Case("tracking-database-that-cannot-be-opened", _env(MLFLOW_TRACKING_URI="mysql://nobody@127.0.0.1:9/mlflow"),
+         TRAIN, ("MLflow tracking store mysql://nobody@127.0.0.1:9/mlflow cannot be used", "MLFLOW_TRACKING_URI")),
     Case("corrupt-optuna-storage", _corrupt_file("optuna.db"), TUNE,
          ("Optuna storage sqlite:///", "optuna.db is not an SQLite database", "--storage")),
     Case("unsupported-optuna-storage", lambda ws: None, (*TUNE, "--storage", "foo://optuna"),
