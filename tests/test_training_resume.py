@@ -110,7 +110,7 @@ def test_a_plain_rerun_after_a_kill_continues_to_the_weights_of_an_uninterrupted
     assert weights_sha256(tmp_path / "models" / MODEL) == reference_sha
     final = load_checkpoint(tmp_path / "models" / MODEL / CHECKPOINT_NAME)
     assert [h["train_loss"] for h in final["history"]] == [h["train_loss"] for h in result.history]
-    assert not work.exists(), "a finished run leaves nothing to continue"
+    assert not work.parent.exists(), "a finished run leaves nothing to continue (nor an empty work folder)"
     assert not (tmp_path / "models" / MODEL / ".hbvbench.lock").exists()
 
 

@@ -659,7 +659,7 @@ def train_model(
                 wall = time.perf_counter() - started
                 tracker.log_final(wall, peak_memory_mb(device), out_dir)
             if ranks.is_main:  # finished: nothing left to continue
-                shutil.rmtree(wdir, ignore_errors=True)
+                _remove_work(wdir, resolve_path(params.train.work_dir))
         return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
 
 
@@ -680,6 +680,19 @@ def _save_epoch(payload: dict[str, Any], out_dir: Path, wdir: Path) -> None:
     atomic.torch_save(wdir / CHECKPOINT_NAME, payload)
     atomic.torch_save(out_dir / CHECKPOINT_NAME, payload)
     write_train_log(payload["history"], out_dir / TRAIN_LOG_NAME)
+
+
+def _remove_work(wdir: Path, root: Path) -> None:
+    """Delete a finished run's work folder, and the folders above it up to ``root`` once empty."""
+    shutil.rmtree(wdir, ignore_errors=True)
+    for folder in (wdir, *wdir.parents):
+        if folder == root.parent:
+            break
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another model's run) or already gone
+            if folder.exists():
+                break
 
 
 def _announce(plan: Any, model_name: str) -> None:
