@@ -78,10 +78,10 @@ def loss_figure(epochs: Any) -> Any:
 def _save_figures(figures: dict[str, Any], out_dir: Path, log: bool) -> None:
     import matplotlib.pyplot as plt
 
-    from benchmark import tracking
+    from benchmark import atomic, tracking
 
     for name, fig in figures.items():
-        fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
+        atomic.save_figure(out_dir / name, fig, dpi=110, bbox_inches="tight")
         if log:
             tracking.log_figure(fig, name)
         plt.close(fig)

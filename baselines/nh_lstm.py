@@ -47,7 +47,6 @@ import datetime as dt
 import functools
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -59,8 +58,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
 
+from benchmark import atomic
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
 from benchmark.errors import ConfigError, DataError, TrainingError
 
@@ -362,15 +361,6 @@ def new_run_name(profile: str) -> str:
     return f"{MODEL_NAME}_{profile}_{stamp}_{uuid.uuid4().hex[:6]}"
 
 
-def _point_latest(runs_dir: Path, name: str) -> None:
-    """Atomically (re)point ``runs_dir/latest`` at ``name``."""
-    tmp = runs_dir / f".latest.{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(name, target_is_directory=True)
-    os.replace(tmp, runs_dir / "latest")
-
-
 @dataclass
 class NhRun:
     """What one neuralhydrology train + test run left behind."""
@@ -582,12 +572,6 @@ def select_basins(params: Params, available: Sequence[str]) -> list[str]:
     return sorted(chosen)
 
 
-def _write_atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
-
-
 def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
     """Create ``<out_dir>/nh_runs/<unique name>/`` with the basin list and ``nh_config.yml``.
 
@@ -602,7 +586,7 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
     folder = out_dir / "nh_runs" / name
     folder.mkdir(parents=True, exist_ok=False)
     basin_file = folder / "basins.txt"
-    basin_file.write_text("\n".join(basins) + "\n")
+    atomic.write_text(basin_file, "\n".join(basins) + "\n")
     kept, dropped = usable_static_attributes(raw_dir, basins)
     config = build_nh_config(
         settings=settings, train=params.active.train, test=params.active.test, raw_dir=raw_dir,
@@ -610,8 +594,8 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
         experiment_name=name, static_attributes=kept, n_basins=len(basins), device=resolve_device(params.baselines.device),
         seed=params.active.seeds[0],
     )
-    (folder / "nh_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    _point_latest(out_dir / "nh_runs", name)
+    atomic.write_yaml(folder / "nh_config.yml", config)
+    atomic.symlink(name, out_dir / "nh_runs" / "latest")
     return config, folder, dropped
 
 
@@ -650,10 +634,10 @@ def run_lstm_baseline(
     nh_run.dropped_attributes = dropped
     predictions = results_to_predictions(nh_run.results, dataset["qobs"], period=params.active.test)
     per_basin, summary = score_predictions(predictions, dataset)
-    _write_atomic_netcdf(predictions, out_dir / "predictions.nc")
+    atomic.write_netcdf(out_dir / "predictions.nc", predictions)
     write_metrics(out_dir, per_basin, summary)
-    nh_metrics(nh_run.results).to_csv(out_dir / "nh_metrics.csv", index_label="basin")
-    nh_run.epochs.to_csv(out_dir / "epoch_losses.csv", index=False)
+    atomic.write_text(out_dir / "nh_metrics.csv", nh_metrics(nh_run.results).to_csv(index_label="basin"))
+    atomic.write_text(out_dir / "epoch_losses.csv", nh_run.epochs.to_csv(index=False))
     wall = time.perf_counter() - wall_start
     LOGGER.info("LSTM baseline: %d basins, train %.1f s, test %.1f s, total %.1f s",
                 len(basins), nh_run.train_seconds, nh_run.test_seconds, wall)

@@ -17,7 +17,6 @@ A basin without a SAC-SMA file is skipped and counted: the report row says "k of
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from benchmark import atomic
 from benchmark.config import Params, Period, resolve_path
 from benchmark.errors import DataError
 
@@ -167,12 +167,6 @@ class SacsmaBaselineResult:
     wall_seconds: float
 
 
-def _write_atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
-
-
 def run_sacsma_baseline(
     params: Params, *, out_dir: Path | None = None, dataset: xr.Dataset | None = None
 ) -> SacsmaBaselineResult:
@@ -207,7 +201,7 @@ def run_sacsma_baseline(
     per_basin_obs, summary_obs = score_predictions(vs_obs, dataset)
     summary_obs = {**summary_obs, **counts}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic_netcdf(output.predictions, out_dir / "predictions.nc")
+    atomic.write_netcdf(out_dir / "predictions.nc", output.predictions)
     write_metrics(out_dir, per_basin, summary)
     (out_dir / "vs_obs_run").mkdir(exist_ok=True)
     write_metrics(out_dir / "vs_obs_run", per_basin_obs, summary_obs)

@@ -5,16 +5,29 @@ top-level ``profile`` key picks one entry of ``profiles`` (``ci``, ``default``, 
 the basin selection, the periods and the training sizes. Every section is a pydantic model
 with unknown keys rejected, so a typo fails loudly with the key's name, as in
 neuralhydrology. Dates are ISO (``YYYY-MM-DD``).
+
+This module is the configuration half of hbvbench's one validation layer (the data half
+is :mod:`benchmark.data.checks`); every command runs it before doing any work:
+
+* the YAML itself: a key given twice in one mapping is an error (plain YAML keeps the last
+  one silently, which can make a whole section vanish);
+* every number is range-checked and named by its key: counts and sizes >= 1 (epochs,
+  basins per batch, window, hidden size, nmul, iterations, Newton iterations, trials),
+  day counts >= 0 (warm-ups), rates and tolerances > 0, fractions in [0, 1); NaN and
+  infinity are refused everywhere;
+* periods against each other: training, validation and test periods are disjoint, a
+  training window fits in the training period; dates are ``YYYY-MM-DD`` (a bare number is not read as a time stamp).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import ConfigError
 
@@ -25,14 +38,43 @@ FORCING_PRODUCTS = ("daymet", "maurer", "nldas")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """Accept a date or a ``YYYY-MM-DD`` string; anything else (a bare number would be
+    read as a Unix time stamp) is refused."""
+    if isinstance(value, dt.datetime):
+        raise ValueError("expected a date YYYY-MM-DD, not a date and time")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError("expected an ISO date YYYY-MM-DD")
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+#: a share such as a dropout rate or a loss weight: 0 <= x < 1
+UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+#: numpy and torch seeds are non-negative and fit in 32 bits
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+def _overlap(a: "Period", b: "Period") -> bool:
+    return a.start <= b.end and b.start <= a.end
 
 
 class Period(_Strict):
     """A closed date interval ``[start, end]`` (ISO dates)."""
 
-    start: dt.date
-    end: dt.date
+    start: IsoDate
+    end: IsoDate
 
     @model_validator(mode="after")
     def _ordered(self) -> "Period":
@@ -55,6 +97,10 @@ class DataConfig(_Strict):
     processed_dir: Path = Path("artifacts/data")
     #: static attributes written to the dataset: "table_a1" (the paper's 35) or a list of CAMELS names
     attributes: list[str] | Literal["table_a1"] = "table_a1"
+    #: a basin without a single streamflow observation in the training, validation or test
+    #: period: "error" stops `prepare`; "warn" keeps it, prints a warning and records it in
+    #: manifest.json and the MLflow runs of every model trained or evaluated on the data
+    unobserved_basins: Literal["error", "warn"] = "error"
 
 
 class ProfileConfig(_Strict):
@@ -67,24 +113,37 @@ class ProfileConfig(_Strict):
     #: held-out period for the per-epoch validation loss (monitoring only: nothing is selected
     #: on it); must overlap neither the training nor the test period; null: no validation curve
     validation: Period | None = None
-    warmup_days: int = 365
-    epochs: int = 1
-    batch_basins: int = 100
-    window_days: int = 365
-    hidden_size: int = 256
-    nmul: int = 16
-    iterations_per_epoch: int | None = None
-    seeds: list[int] = [111111]
+    warmup_days: NonNegativeInt = 365
+    epochs: PositiveInt = 1
+    batch_basins: PositiveInt = 100
+    window_days: PositiveInt = 365
+    hidden_size: PositiveInt = 256
+    nmul: PositiveInt = 16
+    iterations_per_epoch: PositiveInt | None = None
+    seeds: list[Seed] = Field(default=[111111], min_length=1)
 
     @model_validator(mode="after")
-    def _validation_held_out(self) -> "ProfileConfig":
+    def _periods_disjoint(self) -> "ProfileConfig":
+        if _overlap(self.train, self.test):
+            raise ValueError(f"the training period {self.train.start}..{self.train.end} overlaps the test period "
+                             f"{self.test.start}..{self.test.end}: the model would be scored on years it trained on")
         v = self.validation
-        if v is None:
-            return self
-        for name, period in (("training", self.train), ("test", self.test)):
-            if v.start <= period.end and period.start <= v.end:
-                raise ValueError(f"validation period {v.start}..{v.end} overlaps the {name} period "
-                                 f"{period.start}..{period.end}; it must be held out from both")
+        if v is not None:
+            for name, period in (("training", self.train), ("test", self.test)):
+                if _overlap(v, period):
+                    raise ValueError(f"validation period {v.start}..{v.end} overlaps the {name} period "
+                                     f"{period.start}..{period.end}; it must be held out from both")
+        return self
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> "ProfileConfig":
+        if self.window_days > self.train.n_days:
+            raise ValueError(f"window_days={self.window_days} is longer than the training period "
+                             f"{self.train.start}..{self.train.end} ({self.train.n_days} days)")
+        if isinstance(self.basins, list) and not self.basins:
+            raise ValueError("basins is an empty list (give gauge ids or 'all')")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} lists a seed twice")
         return self
 
     @field_validator("basins")
@@ -104,35 +163,34 @@ class TrainConfig(_Strict):
     here (e.g. ``dvc exp run -S train.epochs=3``) overrides the profile's.
     """
 
-    models: list[str] = ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"]
-    epochs: int | None = None
-    alpha: float = 0.25
-    learning_rate: float = 1.0
-    dropout: float = 0.5
+    models: list[str] = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"], min_length=1)
+    epochs: PositiveInt | None = None
+    alpha: UnitFraction = 0.25
+    learning_rate: PositiveFloat = 1.0
+    dropout: UnitFraction = 0.5
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-    newton_tol: float | None = None
-    newton_max_iter: int = 20
+    newton_tol: PositiveFloat | None = None
+    newton_max_iter: PositiveInt = 20
+    #: evaluation: a basin whose share of not-converged Newton days (implicit scheme, over the
+    #: warm-up and test days) is above this is marked failed (see benchmark/training/evaluate.py)
+    max_not_converged_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
     dynamic_parameters: list[str] | None = None
     compile: bool = False
-    test_warmup_days: int = 730
+    test_warmup_days: NonNegativeInt = 730
     experiment: str = "hbvbench"
     models_dir: Path = Path("artifacts/models")
     eval_dir: Path = Path("artifacts/eval")
+    #: the in-progress state of a training run (checkpoint of the last finished epoch), kept
+    #: outside the pipeline's declared outputs so that a rerun after a crash can continue
+    work_dir: Path = Path("artifacts/work")
 
-    @field_validator("epochs")
+    @field_validator("models")
     @classmethod
-    def _positive_epochs(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError(f"epochs must be >= 1 or null, got {value}")
-        return value
-
-    @field_validator("alpha", "dropout")
-    @classmethod
-    def _unit_interval(cls, value: float) -> float:
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"must be in [0, 1), got {value}")
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value} lists a model twice")
         return value
 
 
@@ -146,25 +204,25 @@ class LstmBaselineConfig(_Strict):
     monitoring only, the last epoch's weights are always the ones tested.
     """
 
-    hidden_size: int
-    seq_length: int
-    epochs: int
-    batch_size: int
-    learning_rate: dict[int, float]
-    output_dropout: float = 0.4
+    hidden_size: PositiveInt
+    seq_length: PositiveInt
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: dict[NonNegativeInt, PositiveFloat]
+    output_dropout: UnitFraction = 0.4
     initial_forget_bias: float = 3.0
-    clip_gradient_norm: float | None = 1.0
+    clip_gradient_norm: PositiveFloat | None = 1.0
     loss: Literal["NSE", "MSE", "RMSE"] = "NSE"
-    max_updates_per_epoch: int | None = None
-    eval_batch_size: int = 2048
-    validation_years: int = 1
-    validate_every: int | None = None
+    max_updates_per_epoch: PositiveInt | None = None
+    eval_batch_size: PositiveInt = 2048
+    validation_years: PositiveInt = 1
+    validate_every: PositiveInt | None = None
 
-    @field_validator("hidden_size", "seq_length", "epochs", "batch_size", "eval_batch_size", "validation_years")
+    @field_validator("learning_rate")
     @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value}")
+    def _starts_at_epoch_0(cls, value: dict[int, float]) -> dict[int, float]:
+        if 0 not in value:
+            raise ValueError(f"needs the initial rate under key 0 (epoch -> rate), got keys {sorted(value)}")
         return value
 
 
@@ -253,21 +311,21 @@ class TuneConfig(_Strict):
     """
 
     model: str = "dhbv"
-    trials: int = 20
+    trials: PositiveInt = 20
     study: str | None = None
     storage: str | None = None
     experiment: str = "hbvbench-tuning"
     metric: str = "KGE"
     aggregate: Literal["median", "mean"] = "median"
     validation: Period | None = None
-    validation_years: int = 1
-    epochs: int | None = None
-    seed: int | None = None
+    validation_years: PositiveInt = 1
+    epochs: PositiveInt | None = None
+    seed: Seed | None = None
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "none"] = "median"
-    pruner_startup_trials: int = 3
-    pruner_warmup_epochs: int = 1
-    heartbeat_s: int = 60
+    pruner_startup_trials: NonNegativeInt = 3
+    pruner_warmup_epochs: PositiveInt = 1
+    heartbeat_s: PositiveInt = 60
     out_dir: Path = Path("artifacts/tuning")
     search_space: dict[str, SearchDimension] = {}
 
@@ -279,19 +337,6 @@ class TuneConfig(_Strict):
             raise ValueError(f"unknown hyperparameters {unknown}; tunable: {sorted(TUNABLE_HYPERPARAMETERS)}")
         return value
 
-    @field_validator("trials", "validation_years", "pruner_warmup_epochs", "heartbeat_s")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value}")
-        return value
-
-    @field_validator("epochs")
-    @classmethod
-    def _positive_epochs(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError(f"epochs must be >= 1 or null, got {value}")
-        return value
 
 
 class Params(_Strict):
@@ -316,12 +361,67 @@ class Params(_Strict):
         return self.profiles[self.profile]
 
 
-def _format_validation_error(source: Path | str, err: ValidationError) -> str:
+def format_validation_error(source: Path | str, err: ValidationError) -> str:
+    """One line per invalid key: ``<dotted key>: <what is wrong> (got <value>)``."""
     lines = [f"invalid configuration in {source}:"]
     for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        lines.append(f"  {key}: {item['msg']}")
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: let the default constructor report it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"key {key!r} appears twice in one mapping (first on line {first + 1}); YAML would silently keep "
+                "only the last one: merge the two entries",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Path | str, what: str = "config file") -> Any:
+    """Parse a YAML file, refusing duplicate keys.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, invalid YAML or a duplicate key; the message names the
+        file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        where = f" line {exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+        raise ConfigError(f"{what} {path}{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] | None = None) -> Params:
@@ -342,23 +442,20 @@ def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] 
     Raises
     ------
     ConfigError
-        If the file is missing, not YAML, or a key is unknown or invalid; the message
-        names the file and the key.
+        If the file is missing, not YAML, has a key twice, or a key is unknown or invalid;
+        the message names the file and the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty; it must hold the params.yaml mapping (profile, profiles, ...)")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level")
     raw = {**raw, **(overrides or {})}
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from None
+        raise ConfigError(format_validation_error(path, err)) from None
 
 
 def resolve_path(path: Path, root: Path = REPO_ROOT) -> Path:

@@ -14,7 +14,13 @@ Per basin (rows of the DataFrame :func:`score_predictions` returns, index ``basi
   :func:`et_window_nse`), with ``ET_windows`` the number of composites scored.
 
 NaN in the DataFrame (and ``None`` in the summary and metrics.json, ``n/a`` in the CSV)
-means "not available": no ET data, no Q2/Q_unrouted, too few valid observations.
+means "not available": no ET data, no Q2/Q_unrouted, too few valid observations. The
+``status`` column says why a basin has no streamflow metrics: ``ok``; ``failed: <reason>``
+for a basin whose simulation cannot be trusted (passed in by the caller, e.g. a solver
+failure, or found here: a simulated flow that is not finite on a scored day), whose metrics
+are then all left empty rather than computed from broken numbers; or ``not scored: ...`` for
+too few observations. Failed basins are counted (``n_basins_failed``), listed
+(``failed_basins``, space-separated) and left out of every median and mean.
 
 MODIS composite windows: MOD16A2 composites start on day-of-year 1, 9, ..., 361 of every
 year; the last one of a year has 5 (6 in leap years) days. The processed dataset stores
@@ -31,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,7 +44,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from benchmark import metrics
+from benchmark import atomic, metrics
 from benchmark.errors import DataError
 
 MODIS_COMPOSITE_DAYS = 8
@@ -48,8 +53,10 @@ MODIS_COMPOSITE_DAYS = 8
 MIN_BASINS_FOR_CORRELATION = 3
 """BFI_r needs at least this many basins with a simulated and a CAMELS BFI."""
 
-NOT_AGGREGATED: tuple[str, ...] = ("n_obs", "BFI_camels", "ET_windows")
+NOT_AGGREGATED: tuple[str, ...] = ("n_obs", "BFI_camels", "ET_windows", "status")
 """Per-basin columns that are bookkeeping, not model skill: no median/mean in the summary."""
+
+STATUS_OK = "ok"
 
 METRICS_JSON = "metrics.json"
 PER_BASIN_CSV = "per_basin_metrics.csv"
@@ -217,8 +224,31 @@ def _check_dataset(dataset: xr.Dataset, basins: list[str]) -> None:
         raise DataError(f"basins {missing} of the predictions are not in the processed dataset")
 
 
-def score_basin(pred_basin: xr.Dataset, dataset: xr.Dataset, basin: str) -> dict[str, float]:
-    """All per-basin values of one basin (one row of :func:`score_predictions`)."""
+def basin_status(pred_basin: xr.Dataset, failure: str | None) -> str:
+    """``ok``, ``failed: <reason>`` (``failure``, or a non-finite simulated flow on a scored
+    day) or ``not scored: ...`` (fewer than :data:`benchmark.metrics.MIN_OBS` observations)."""
+    if failure:
+        return f"failed: {failure}"
+    qsim = np.asarray(pred_basin["qsim"].values, dtype=np.float64)
+    observed = np.isfinite(np.asarray(pred_basin["qobs"].values, dtype=np.float64))
+    broken = observed & ~np.isfinite(qsim)
+    if broken.any():
+        day = pd.Timestamp(pred_basin["date"].values[int(np.argmax(broken))]).date()
+        return f"failed: simulated flow is not finite on {day} ({int(broken.sum())} scored days)"
+    if int(observed.sum()) < metrics.MIN_OBS:
+        return f"not scored: {int(observed.sum())} valid observations, fewer than {metrics.MIN_OBS}"
+    return STATUS_OK
+
+
+def score_basin(pred_basin: xr.Dataset, dataset: xr.Dataset, basin: str, failure: str | None = None) -> dict[str, object]:
+    """All per-basin values of one basin (one row of :func:`score_predictions`); a failed
+    basin (:func:`basin_status`) gets its status and empty metrics."""
+    status = basin_status(pred_basin, failure)
+    if status.startswith("failed"):
+        row: dict[str, object] = {name: float("nan") for name in metrics.METRIC_NAMES}
+        row.update(BFI=float("nan"), BFI_camels=float(dataset["baseflow_index"].sel(basin=basin)),
+                   ET_NSE=float("nan"), ET_windows=0.0, status=status)
+        return row
     row = metrics.basin_metrics(pred_basin["qsim"].values, pred_basin["qobs"].values)
     if "Q2" in pred_basin:
         row["BFI"] = baseflow_index(pred_basin["Q2"].values, pred_basin["Q_unrouted"].values)
@@ -227,6 +257,7 @@ def score_basin(pred_basin: xr.Dataset, dataset: xr.Dataset, basin: str) -> dict
     row["BFI_camels"] = float(dataset["baseflow_index"].sel(basin=basin))
     row["ET_NSE"], n_windows = basin_et_nse(pred_basin, dataset, basin)
     row["ET_windows"] = float(n_windows)
+    row["status"] = status
     return row
 
 
@@ -239,11 +270,12 @@ def summarize(per_basin: pd.DataFrame) -> dict[str, float | int | None]:
 
     Keys: ``<column>_median``, ``<column>_mean`` (over basins where the value is finite;
     ``None`` if there is none), ``BFI_r`` (:func:`bfi_correlation`), ``n_basins``,
-    ``n_basins_scored`` (finite NSE) and ``n_basins_ET`` (finite ET_NSE).
+    ``n_basins_scored`` (finite NSE), ``n_basins_ET`` (finite ET_NSE), and from the
+    ``status`` column ``n_basins_failed`` and ``failed_basins`` (space-separated ids).
     """
-    summary: dict[str, float | int | None] = {}
+    summary: dict[str, float | int | str | None] = {}
     for column in per_basin.columns:
-        if column in NOT_AGGREGATED:
+        if column in NOT_AGGREGATED or not pd.api.types.is_numeric_dtype(per_basin[column]):
             continue
         values = per_basin[column].to_numpy(np.float64)
         values = values[np.isfinite(values)]
@@ -253,10 +285,16 @@ def summarize(per_basin: pd.DataFrame) -> dict[str, float | int | None]:
     summary["n_basins"] = int(len(per_basin))
     summary["n_basins_scored"] = int(np.isfinite(per_basin["NSE"].to_numpy(np.float64)).sum())
     summary["n_basins_ET"] = int(np.isfinite(per_basin["ET_NSE"].to_numpy(np.float64)).sum())
+    status = per_basin["status"] if "status" in per_basin else pd.Series(STATUS_OK, index=per_basin.index)
+    failed = sorted(str(b) for b in status.index[status.astype(str).str.startswith("failed")])
+    summary["n_basins_failed"] = len(failed)
+    summary["failed_basins"] = " ".join(failed)
     return summary
 
 
-def score_predictions(pred: xr.Dataset, dataset: xr.Dataset) -> tuple[pd.DataFrame, dict]:
+def score_predictions(
+    pred: xr.Dataset, dataset: xr.Dataset, *, failed: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Score a predictions Dataset against observations and CAMELS signatures.
 
     Parameters
@@ -267,12 +305,16 @@ def score_predictions(pred: xr.Dataset, dataset: xr.Dataset) -> tuple[pd.DataFra
     dataset : xarray.Dataset
         Processed CAMELS data with ``baseflow_index(basin)`` for every predicted basin and,
         optionally, ``et_modis(basin, date)`` (mm/day) and ``et_window``.
+    failed : mapping, optional
+        Basin -> reason, for basins the caller knows to have failed (e.g. the solver's
+        health, :func:`benchmark.training.evaluate.failed_basins`).
 
     Returns
     -------
     per_basin : pandas.DataFrame
         Index ``basin`` (str); columns :data:`benchmark.metrics.METRIC_NAMES` + ``BFI``,
-        ``BFI_camels``, ``ET_NSE``, ``ET_windows``. NaN = not available.
+        ``BFI_camels``, ``ET_NSE``, ``ET_windows``, ``status``. NaN = not available (the
+        status says why when the streamflow metrics are missing).
     summary : dict
         Flat dict of :func:`summarize`; ``None`` = not available.
 
@@ -286,7 +328,8 @@ def score_predictions(pred: xr.Dataset, dataset: xr.Dataset) -> tuple[pd.DataFra
     _check_dataset(dataset, basins)
     dataset = dataset.assign_coords(basin=_basin_ids(dataset["basin"].values))
     pred = pred.assign_coords(basin=basins).transpose("basin", "date", ...)
-    rows = {basin: score_basin(pred.sel(basin=basin), dataset, basin) for basin in basins}
+    failed = dict(failed or {})
+    rows = {basin: score_basin(pred.sel(basin=basin), dataset, basin, failed.get(basin)) for basin in basins}
     per_basin = pd.DataFrame.from_dict(rows, orient="index")
     per_basin.index.name = "basin"
     return per_basin, summarize(per_basin)
@@ -302,18 +345,6 @@ def _json_value(value: object) -> object:
     if isinstance(value, (float, np.floating)):
         return _finite_or_none(float(value))
     return value
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_metrics(
@@ -338,8 +369,8 @@ def write_metrics(
     if bad:
         raise DataError(f"metrics summary values must be scalars; not scalar: {bad}")
     json_path, csv_path = out / METRICS_JSON, out / PER_BASIN_CSV
-    _atomic_write_text(json_path, json.dumps(flat, indent=2) + "\n")
-    _atomic_write_text(csv_path, per_basin.to_csv(na_rep="n/a", index_label="basin"))
+    atomic.write_text(json_path, json.dumps(flat, indent=2) + "\n")
+    atomic.write_text(csv_path, per_basin.to_csv(na_rep="n/a", index_label="basin"))
     return {"metrics": json_path, "per_basin": csv_path}
 
 

@@ -358,11 +358,11 @@ def run_perf(args: argparse.Namespace) -> int:
     rows, ratio = measure_variants(config, args.variants)
     out_dir = Path(args.out)
     table = _markdown(rows, config, ratio)
-    from benchmark.training.trainer import atomic_write_text
+    from benchmark import atomic
 
     document = {"config": config, "results": rows, "ratio": ratio}
-    atomic_write_text(json.dumps(document, indent=2, default=str) + "\n", out_dir / "perf.json")
-    atomic_write_text(table, out_dir / "perf.md")
+    atomic.write_text(out_dir / "perf.json", json.dumps(document, indent=2, default=str) + "\n")
+    atomic.write_text(out_dir / "perf.md", table)
     print(table)
     print(f"wrote {out_dir / 'perf.json'} and {out_dir / 'perf.md'}")
     print(f"ratio {ratio:.3f}" if ratio is not None else "ratio n/a (needs both 'sequential' and 'adjoint')")

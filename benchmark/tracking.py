@@ -66,6 +66,10 @@ _INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 
 _GIT_TIMEOUT_S = 10.0
 
+#: URI schemes MLflow 3 can keep runs in (``postgresql+psycopg://`` counts as ``postgresql``).
+SUPPORTED_SCHEMES: tuple[str, ...] = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+_CHECKED_STORES: set[str] = set()
+
 
 class TrackingError(HbvbenchError):
     """The tracking store cannot answer a request (e.g. an experiment does not exist)."""
@@ -126,6 +130,13 @@ def tracking_uri() -> str:
             f"MLFLOW_TRACKING_URI={env!r} names MLflow's legacy file store, which MLflow 3 refuses; "
             f"use a SQLite database instead, e.g. sqlite:///{Path.cwd() / DEFAULT_DB_NAME}"
         )
+    scheme = env.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI={env!r}: MLflow cannot store runs under the scheme {scheme!r}; use "
+            f"sqlite:///<absolute path>.db, a database URL ({', '.join(s for s in SUPPORTED_SCHEMES if s not in ('sqlite', 'http', 'https', 'databricks'))}) "
+            "or an http(s):// tracking server, or unset it for the repository's mlflow.db"
+        )
     return env
 
 
@@ -155,18 +166,59 @@ def artifact_root(uri: str | None = None) -> Path | None:
     return REPO_ROOT / ARTIFACTS_DIR_NAME
 
 
+def check_store(uri: str | None = None) -> str:
+    """Fail early, with one clear error, on a store that cannot be used (once per URI and process).
+
+    A SQLite store must be a readable SQLite file or not exist yet (a locked one is retried
+    for about 15 s); an ``http(s)://`` server must answer ``/health``; another database
+    (PostgreSQL, MySQL ...) must open and answer one query. See :mod:`benchmark.stores`.
+
+    Returns
+    -------
+    str
+        The URI checked.
+
+    Raises
+    ------
+    benchmark.stores.StoreError, TrackingError
+        Naming the URI and the fix.
+    """
+    from benchmark import stores
+
+    uri = tracking_uri() if uri is None else uri
+    if uri in _CHECKED_STORES:
+        return uri
+    fix = "set MLFLOW_TRACKING_URI to another store (or unset it for the repository's mlflow.db)"
+    db_path = _sqlite_path(uri)
+    if db_path is not None:
+        stores.check_sqlite(db_path, uri, "MLflow tracking store", fix)
+    elif uri.startswith(("http://", "https://")):
+        stores.check_http(uri, "MLflow tracking server", fix)
+    elif not uri.startswith("databricks"):  # a database URL: open it once, where its errors can be named
+        from mlflow.tracking import MlflowClient
+
+        _mlflow()
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - driver, connection and schema errors of any kind
+            raise _store_failure(uri, exc) from None
+    _CHECKED_STORES.add(uri)
+    return uri
+
+
 def configure() -> str:
     """Point MLflow at :func:`tracking_uri` (idempotent; cheap after the first call).
 
-    Creates the folder of a SQLite database if it is missing. Called by :func:`run`; call
-    it yourself only before using ``mlflow`` directly.
+    Checks the store first (:func:`check_store`) and creates the folder of a SQLite
+    database if it is missing. Called by :func:`run`; call it yourself only before using
+    ``mlflow`` directly.
 
     Returns
     -------
     str
         The tracking URI now in use.
     """
-    uri = tracking_uri()
+    uri = check_store()
     mlflow = _mlflow()
     db_path = _sqlite_path(uri)
     if db_path is not None:
@@ -177,11 +229,26 @@ def configure() -> str:
 
 
 def client() -> "MlflowClient":
-    """An ``MlflowClient`` bound to :func:`tracking_uri`."""
+    """An ``MlflowClient`` bound to :func:`tracking_uri`.
+
+    Raises
+    ------
+    TrackingError
+        The store cannot be opened (driver missing, server refusing, bad schema), naming the URI.
+    """
     uri = configure()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def _store_failure(uri: str, exc: BaseException) -> "TrackingError":
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return TrackingError(
+        f"MLflow tracking store {uri} cannot be used ({type(exc).__name__}: {first_line}); check the URL, the "
+        "database server and its driver (pip install -e '.[postgres]' for PostgreSQL), or set MLFLOW_TRACKING_URI "
+        "to another store"
+    )
 
 
 def _experiment_dir_name(name: str) -> str:
@@ -197,7 +264,10 @@ def ensure_experiment(name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client()
-    experiment = mlflow_client.get_experiment_by_name(name)
+    try:
+        experiment = mlflow_client.get_experiment_by_name(name)
+    except Exception as exc:  # noqa: BLE001 - the first request: connection and schema errors of any kind
+        raise _store_failure(mlflow_client.tracking_uri, exc) from None
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             log.warning("restoring deleted MLflow experiment %r", name)
@@ -667,16 +737,22 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
     """Log the numeric entries of a (possibly nested) summary; return the keys skipped.
 
     Entries that are not finite numbers (``None``, ``"n/a"``, NaN) are not metrics: they
-    are skipped, and their keys listed in the tag ``metrics_not_available``.
+    are skipped, and their keys listed in the tag ``metrics_not_available``. Other text
+    values (e.g. ``failed_basins``) are set as tags of the same name when not empty.
     """
     _require_active_run()
     numeric: dict[str, float] = {}
     skipped: list[str] = []
+    texts: dict[str, str] = {}
 
     def visit(node: Any, path: str) -> None:
         if isinstance(node, Mapping):
             for key, child in node.items():
                 visit(child, f"{path}.{key}" if path else str(key))
+            return
+        if isinstance(node, str) and node != "n/a":
+            if node:
+                texts[_clean_key(path)] = _truncate(node, MAX_TAG_VALUE_LENGTH)
             return
         try:
             value = _metric_value(node)
@@ -693,6 +769,8 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
         mlflow.log_metrics(numeric, step=step)
     if skipped:
         mlflow.set_tag("metrics_not_available", _truncate(",".join(skipped), MAX_TAG_VALUE_LENGTH))
+    if texts:
+        mlflow.set_tags(texts)
     return skipped
 
 

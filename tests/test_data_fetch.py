@@ -176,6 +176,42 @@ def test_corrupt_archive_fails_the_sha256_check(server, camels_dir: Path, tmp_pa
     assert not (tmp_path / "dest" / PREFIX).exists()
 
 
+def test_a_bad_re_download_leaves_the_good_earlier_files_untouched(server, camels_dir: Path, tmp_path: Path) -> None:
+    url, served = server
+    archives = archives_for(url, served, camels_dir)
+    raw = fetch.fetch(tmp_path / "dest", archives, log=io.StringIO())
+    extracted = camels.forcing_path(raw, GAUGE).read_bytes()
+    attribute = (raw / camels.ATTRIBUTE_DIR / "camels_topo.txt").read_bytes()
+    (tmp_path / "dest" / "downloads" / "camels_topo.txt").unlink()  # the user clears a download ...
+    served.files["/camels_topo.txt"] = b"<html>maintenance page</html>"  # ... and the server sends junk
+    with pytest.raises(DataError, match=r"camels_topo\.txt from .*does not match the expected .*nothing else was touched"):
+        fetch.fetch(tmp_path / "dest", archives, log=io.StringIO())
+    assert camels.forcing_path(raw, GAUGE).read_bytes() == extracted
+    assert (raw / camels.ATTRIBUTE_DIR / "camels_topo.txt").read_bytes() == attribute
+    assert sorted(p.name for p in (tmp_path / "dest" / "downloads").iterdir() if "topo" in p.name) == []
+
+
+def test_an_earlier_file_that_fails_its_digest_is_moved_aside_not_deleted(server, camels_dir: Path, tmp_path: Path) -> None:
+    url, served = server
+    archives = archives_for(url, served, camels_dir)[:1]
+    downloads = tmp_path / "dest" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "ts.zip").write_bytes(b"an older file under the same name")
+    with pytest.raises(DataError, match=r"ts\.zip: sha256 .* moved aside to .*ts\.zip\.rejected \(not deleted\)"):
+        fetch.fetch(tmp_path / "dest", archives, log=io.StringIO())
+    assert (downloads / "ts.zip.rejected").read_bytes() == b"an older file under the same name"
+    raw = fetch.fetch(tmp_path / "dest", archives, log=io.StringIO())  # the next run downloads it afresh
+    assert camels.forcing_path(raw, GAUGE).read_bytes() == camels.forcing_path(camels_dir, GAUGE).read_bytes()
+
+
+def test_an_unwritable_destination_is_named_before_any_download(server, tmp_path: Path) -> None:
+    url, served = server
+    (tmp_path / "a-file").write_text("not a folder\n")
+    with pytest.raises(DataError, match=r"cannot write to the destination .*a-file/dest/downloads"):
+        fetch.fetch(tmp_path / "a-file" / "dest", [Archive("ts.zip", f"{url}/ts.zip", None)], log=io.StringIO())
+    assert served.requests == []
+
+
 @pytest.mark.parametrize("evil", ["../evil.txt", f"{PREFIX}/../../evil.txt", "/tmp/evil.txt"])
 def test_zip_slip_member_is_refused_before_anything_is_extracted(server, tmp_path: Path, evil: str) -> None:
     url, served = server

@@ -270,7 +270,8 @@ def test_write_metrics_is_flat_json_and_a_csv_that_reads_back(
     paths = evaluation.write_metrics(out, per_basin, summary)
     written = json.loads(paths["metrics"].read_text())
     assert set(written) == set(summary)
-    assert all(isinstance(v, (int, float, type(None))) for v in written.values())
+    assert all(isinstance(v, (int, float, type(None))) for k, v in written.items() if k != "failed_basins")
+    assert written["n_basins_failed"] == 0 and written["failed_basins"] == ""
     assert written["NSE_median"] == pytest.approx(summary["NSE_median"])
     for name in metrics.METRIC_NAMES:
         if name != "n_obs":
@@ -279,6 +280,29 @@ def test_write_metrics_is_flat_json_and_a_csv_that_reads_back(
     assert list(back.index) == list(assignment)
     pd.testing.assert_frame_equal(back, per_basin, check_exact=False, rtol=1e-12, check_dtype=False)
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_basin_metrics.csv"]
+
+
+def test_failed_basins_are_marked_counted_and_left_out_of_the_medians(qobs: pd.Series, camels_bfi: pd.Series) -> None:
+    """A basin the caller reports failed, and one whose simulated flow is NaN on a scored day,
+    get a status with the reason and empty metrics; the medians come from the others only."""
+    assignment = {"01022500": "seq_hbv", "01030500": "imp_hbv", "01031500": "imp_hbv_cr"}
+    pred = _predictions(assignment, qobs)
+    dataset = _processed(list(assignment), camels_bfi)
+    reference, _ = evaluation.score_predictions(pred, dataset)
+    qsim = pred["qsim"].values.copy()
+    qsim[list(pred["basin"].values).index("01030500"), 100] = np.nan
+    broken = pred.assign(qsim=(pred["qsim"].dims, qsim))
+
+    per_basin, summary = evaluation.score_predictions(broken, dataset, failed={"01031500": "solver diverged"})
+
+    assert per_basin.loc["01022500", "status"] == "ok"
+    assert per_basin.loc["01031500", "status"] == "failed: solver diverged"
+    assert per_basin.loc["01030500", "status"].startswith("failed: simulated flow is not finite on ")
+    for basin in ("01030500", "01031500"):
+        assert per_basin.loc[basin, list(metrics.METRIC_NAMES)].isna().all(), basin
+    assert summary["n_basins_failed"] == 2 and summary["failed_basins"] == "01030500 01031500"
+    assert summary["NSE_median"] == pytest.approx(reference.loc["01022500", "NSE"])
+    assert summary["n_basins"] == 3 and summary["n_basins_scored"] == 1
 
 
 def test_write_metrics_leaves_previous_files_intact_on_bad_summary(tmp_path: Path) -> None:

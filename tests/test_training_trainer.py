@@ -2,14 +2,16 @@
 
 Specifications: same seed -> identical weights and metrics; a training killed mid-epoch
 (SIGKILL) and resumed with ``--resume`` ends exactly where an uninterrupted run ends; a
-non-finite loss stops with a TrainingError naming the epoch and the basins, and the MLflow
-run ends FAILED with the error; the evaluation writes predictions over the test period.
+non-finite simulation stops with a TrainingError naming the epoch, the basin and the date,
+and the MLflow run ends FAILED with the error; the evaluation writes predictions over the
+test period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +28,15 @@ from benchmark.errors import TrainingError
 from benchmark.training.evaluate import evaluate_model
 from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
 from tests.limits import HANG_GUARD_S
-from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params, write_params  # noqa: F401 - fixtures
+from tests.training_fixtures import (  # noqa: F401 - fixtures
+    KILL_MID_EPOCH_2,
+    ci_data_dir,
+    ci_dataset,
+    ci_params,
+    hbvbench_command,
+    same_threads_env,
+    write_params,
+)
 
 MODEL = "dhbv"
 EPOCHS = 2
@@ -115,50 +125,19 @@ def test_same_seed_gives_identical_weights_and_metrics(uninterrupted, tmp_path, 
     pd.testing.assert_frame_equal(again, per_basin)
 
 
-def _hbvbench(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from benchmark.cli import main; sys.exit(main())", *args]
-
-
-# Runs `hbvbench train` and SIGKILLs the process from inside when the second minibatch of
-# epoch 2 is drawn: one update of epoch 2 is done in memory, none of it is on disk. Killing
-# from inside makes the point of the kill exact; a kill sent from outside when the epoch-1
-# checkpoint appears could land after epoch 2 on a loaded machine.
-_KILL_MID_EPOCH_2 = """
-import os, signal, sys
-from benchmark.training import sampler
-from benchmark.cli import main
-
-draw, calls = sampler.WindowSampler.sample, []
-def sample_then_die(self):
-    calls.append(1)
-    if len(calls) == {kill_at_draw}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return draw(self)
-sampler.WindowSampler.sample = sample_then_die
-sys.exit(main())
-"""
-
-
-def _same_threads_env() -> dict[str, str]:
-    """The environment of a child process that must reproduce this process bit for bit:
-    PyTorch's intra-op thread count decides how elementwise work is split, and so the last
-    bit of some results; the child gets exactly this process's count."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-
-
 def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_data_dir, ci_dataset):
     _, params, reference, reference_per_basin, _ = uninterrupted
     params_path = write_params(tmp_path, ci_data_dir, experiment="training-resume")
     model_dir = tmp_path / "models" / MODEL
     args = ("--params", str(params_path), "train", "--model", MODEL, "--epochs", str(EPOCHS))
     kill_at_draw = params.active.iterations_per_epoch + 2
-    killer = [sys.executable, "-c", _KILL_MID_EPOCH_2.format(kill_at_draw=kill_at_draw), *args]
-    env = _same_threads_env()
+    killer = [sys.executable, "-c", KILL_MID_EPOCH_2.format(kill_at_draw=kill_at_draw), *args]
+    env = same_threads_env()
     killed = subprocess.run(killer, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert load_checkpoint(model_dir / CHECKPOINT_NAME)["epoch"] == 1
 
-    done = subprocess.run([*_hbvbench(*args), "--resume"], env=env, capture_output=True, text=True,
+    done = subprocess.run([*hbvbench_command(*args), "--resume"], env=env, capture_output=True, text=True,
                           timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr
     resumed = load_checkpoint(model_dir / CHECKPOINT_NAME)
@@ -172,16 +151,24 @@ def test_killed_training_resumes_to_the_same_result(uninterrupted, tmp_path, ci_
     pd.testing.assert_frame_equal(per_basin, reference_per_basin)
 
 
-def test_non_finite_loss_names_epoch_and_basins_and_fails_the_run(tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
-    # An infinite learning rate turns the weights non-finite after the first update.
-    params = ci_params(tmp_path, ci_data_dir, experiment="training-nan", learning_rate=float("inf"))
-    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, batch 2/2; basins \['0") as err:
+def test_a_non_finite_simulation_names_epoch_basin_and_date_and_fails_the_run(
+        tmp_path, ci_data_dir, ci_dataset, mlflow_tracking_uri):
+    # An infinite learning rate turns the weights non-finite after the first update; the
+    # configuration refuses it, so it is set past the validation (model_copy does not validate).
+    params = ci_params(tmp_path, ci_data_dir, experiment="training-nan")
+    params = params.model_copy(update={"train": params.train.model_copy(update={"learning_rate": float("inf")})})
+    pattern = (r"epoch 1, batch 2/2: the simulation became non-finite \(NaN or infinite storage or flow\) "
+               r"for basin (0\d{7}) on (\d{4}-\d\d-\d\d) \(first of \d+ such basin-days\)")
+    with pytest.raises(TrainingError, match=pattern) as err:
         train_model(params, MODEL, epochs=1, dataset=ci_dataset)
+    basin, day = re.search(pattern, str(err.value)).groups()
+    assert basin in params.active.basins
+    assert params.active.train.start <= dt.date.fromisoformat(day) <= params.active.train.end
     client = MlflowClient(tracking_uri=mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("training-nan")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
-    assert "non-finite loss" in run.data.tags["error"]
+    assert "the simulation became non-finite" in run.data.tags["error"]
     assert str(err.value) in run.data.tags["error"]
 
 

@@ -95,7 +95,7 @@ def test_a_trial_trains_before_the_validation_period_with_its_hyperparameters(tm
 
 
 def test_impossible_hyperparameters_are_config_errors_naming_the_key(params):
-    with pytest.raises(ConfigError, match=r"train.dropout: Value error, must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"train.dropout: Input should be less than 1 \(got 1.5\)"):
         apply_hyperparams(params, {"dropout": 1.5})
     with pytest.raises(ConfigError, match="unknown hyperparameters \\['lr'\\]"):
         apply_hyperparams(params, {"lr": 0.1})

@@ -270,6 +270,8 @@ def read_forcing(path: Path | str) -> BasinForcing:
     if not path.is_file():
         raise DataError(f"forcing file {path} does not exist")
     text = path.read_text(errors="replace")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (an interrupted download or copy?); restore it from the CAMELS data")
     head = text.split("\n", 4)
     latitude = _header_number(path, head, 0, "latitude")
     elevation = _header_number(path, head, 1, "mean elevation in m")
@@ -325,13 +327,16 @@ def read_streamflow(path: Path | str, area_km2: float | None = None) -> pd.DataF
     Raises
     ------
     DataError
-        Missing file, malformed line, non-numeric value, unknown flag, bad date, or a
-        gauge column that differs from the file name's gauge.
+        Missing file, malformed line, non-numeric value, unknown flag, bad date, a
+        negative discharge other than -999, or a gauge column that differs from the file
+        name's gauge.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"streamflow file {path} does not exist")
     names = ["gauge", "year", "month", "day", "qobs_cfs", "flag"]
+    if path.stat().st_size == 0 or not path.read_bytes().strip():
+        raise DataError(f"{path}: the file is empty (an interrupted download or copy?); restore it from the CAMELS data")
     try:
         frame = pd.read_csv(
             path, sep=r"\s+", header=None, names=names, engine="c",
@@ -355,7 +360,14 @@ def read_streamflow(path: Path | str, area_km2: float | None = None) -> pd.DataF
         )
     index = _dates(path, frame["year"].to_numpy(), frame["month"].to_numpy(), frame["day"].to_numpy(), 1)
     q = frame["qobs_cfs"].to_numpy(dtype=np.float64)
-    q = np.where(q < 0, np.nan, q)  # -999 marks missing; a negative discharge is never valid
+    negative = (q < 0) & (q != STREAMFLOW_MISSING)
+    if negative.any():
+        i = int(np.argmax(negative))
+        raise DataError(
+            f"{path}: line {i + 1}: discharge {q[i]:g} cfs is negative; only {STREAMFLOW_MISSING:g} "
+            "(the missing-value code) may be"
+        )
+    q = np.where(q == STREAMFLOW_MISSING, np.nan, q)
     out = pd.DataFrame({"qobs_cfs": q, "flag": frame["flag"].to_numpy()}, index=index)
     if area_km2 is not None:
         out["qobs_mm"] = cfs_to_mm_per_day(q, area_km2)

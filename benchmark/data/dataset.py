@@ -69,4 +69,10 @@ def load_manifest(path: Path | str | None = None, params: Params | None = None) 
     manifest = target / MANIFEST_FILE
     if not manifest.is_file():
         raise DataError(f"manifest {manifest} does not exist; run `hbvbench prepare`")
-    return json.loads(manifest.read_text())
+    try:
+        content = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"manifest {manifest} cannot be read ({exc}); run `hbvbench prepare` again") from None
+    if not isinstance(content, dict):
+        raise DataError(f"manifest {manifest} is not a JSON object; run `hbvbench prepare` again")
+    return content

@@ -16,15 +16,25 @@ pins none. The first complete download of a file records its sha256 in
 a pinned ``sha256`` in :class:`Archive` always wins. Downloads resume with HTTP ``Range``
 requests from ``<dest>/downloads/<name>.part``. Zip members are checked before anything
 is extracted: absolute paths, ``..`` components and symbolic links are refused.
+
+Nothing good is ever replaced by something unverified: a download stays ``<name>.part``
+until its sha256 matches and only then takes the final name (a mismatching download is
+deleted, never an earlier file); a file already in ``downloads/`` that fails its recorded
+digest is moved aside to ``<name>.rejected``, not deleted; archives are extracted into a
+temporary folder that replaces the previous extraction only when complete; the attribute
+files and ``SHA256SUMS`` are written through :mod:`benchmark.atomic`. A destination that
+cannot be written is a clear error before any download starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import shutil
 import stat
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -32,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Literal, TextIO
 
+from benchmark import atomic
 from benchmark.data.camels import ATTRIBUTE_DIR, ATTRIBUTE_GROUPS
 from benchmark.errors import DataError
 
@@ -93,7 +104,7 @@ def _recorded_checksums(dest: Path) -> dict[str, str]:
 def _record_checksum(dest: Path, name: str, digest: str) -> None:
     recorded = _recorded_checksums(dest)
     recorded[name] = digest
-    (dest / CHECKSUM_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(recorded.items())))
+    atomic.write_text(dest / CHECKSUM_FILE, "".join(f"{d}  {n}\n" for n, d in sorted(recorded.items())))
 
 
 def _copy(source, out) -> int:
@@ -105,12 +116,12 @@ def _copy(source, out) -> int:
 
 
 def download(url: str, target: Path, *, timeout: float = 60.0, log: TextIO = sys.stderr) -> Path:
-    """Download ``url`` to ``target``, resuming from ``target.part`` with an HTTP Range request.
+    """Download ``url`` into ``target.part``, resuming it with an HTTP Range request.
 
     Returns
     -------
     pathlib.Path
-        ``target`` once complete (the ``.part`` file is renamed).
+        The complete ``.part`` file (the caller verifies it before it takes ``target``'s name).
 
     Raises
     ------
@@ -137,34 +148,46 @@ def download(url: str, target: Path, *, timeout: float = 60.0, log: TextIO = sys
                 )
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # nothing left to send: the part file is already complete
-            part.rename(target)
-            return target
+            return part
         raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise DataError(f"download of {url} failed: {exc}; run the command again to resume") from None
-    part.rename(target)
-    return target
+    return part
 
 
 def fetch_archive(archive: Archive, downloads: Path, expected: str | None, *, log: TextIO = sys.stderr) -> tuple[Path, str]:
     """Download one archive (unless already complete) and verify its sha256.
 
+    A fresh download takes its final name only once verified; a mismatching one is deleted
+    (it is only the new, bad bytes). An existing file that fails verification is moved aside
+    to ``<name>.rejected`` (never deleted), so the next run downloads afresh.
+
     Raises
     ------
     DataError
-        The digest differs from ``expected``; the bad file is deleted so the next run
-        downloads it afresh.
+        The digest differs from ``expected``.
     """
     target = downloads / archive.name
-    if not target.is_file():
-        download(archive.url, target, log=log)
-    digest = _sha256(target)
+    if target.is_file():
+        digest = _sha256(target)
+        if expected is None or digest == expected.lower():
+            return target, digest
+        rejected = target.with_name(target.name + ".rejected")
+        os.replace(target, rejected)
+        raise DataError(
+            f"{target}: sha256 {digest} does not match the expected {expected}; it was moved aside to {rejected} "
+            "(not deleted): run the command again to download it afresh"
+        )
+    part = download(archive.url, target, log=log)
+    digest = _sha256(part)
     if expected is not None and digest != expected.lower():
-        target.unlink()
+        part.unlink()
         raise DataError(
             f"{archive.name} from {archive.url}: sha256 {digest} does not match the expected {expected}; "
-            "the file was corrupt or changed upstream and has been deleted (run again to re-download)"
+            "the download was corrupt or the file changed upstream; it has been deleted (nothing else was touched): "
+            "run again to re-download"
         )
+    os.replace(part, target)
     return target, digest
 
 
@@ -183,22 +206,42 @@ def check_zip_members(archive: zipfile.ZipFile, label: str) -> None:
 def safe_extract(zip_path: Path, dest: Path) -> None:
     """Extract ``zip_path`` into ``dest`` after checking every member (see check_zip_members).
 
+    Members are extracted into a temporary folder inside ``dest``; only when that is
+    complete does each top-level entry replace its previous version (:func:`benchmark.atomic.swap_in`).
     A marker ``.extracted-<name>`` is written last, so an interrupted extraction is redone.
     """
     marker = dest / f".extracted-{zip_path.name}"
     if marker.is_file():
         return
+    staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{zip_path.name}."))
     try:
         with zipfile.ZipFile(zip_path) as archive:
             check_zip_members(archive, str(zip_path))
-            root = dest.resolve()
+            root = staging.resolve()
             for info in archive.infolist():
                 if not (root / info.filename).resolve().is_relative_to(root):
                     raise DataError(f"{zip_path}: refusing member {info.filename!r} outside {dest}")
-            archive.extractall(dest)
+            archive.extractall(staging)
+        for entry in sorted(staging.iterdir()):
+            atomic.swap_in(entry, dest / entry.name)
     except zipfile.BadZipFile as exc:
         raise DataError(f"{zip_path} is not a valid zip archive ({exc}); delete it and run again") from None
-    marker.write_text("ok\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic.write_text(marker, "ok\n")
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a probe file in it; DataError naming it when that is not possible."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DataError(
+            f"cannot write to the destination {folder} ({exc.strerror or exc}); pass a folder you can write to "
+            "with --dest"
+        ) from None
 
 
 def find_raw_dir(dest: Path, max_depth: int = 3) -> Path:
@@ -238,11 +281,11 @@ def fetch(
     Raises
     ------
     DataError
-        Download failure, checksum mismatch, corrupt or unsafe archive.
+        Unwritable destination, download failure, checksum mismatch, corrupt or unsafe archive.
     """
     dest = Path(dest)
     downloads = dest / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
+    check_writable(downloads)
     archives = tuple(archives)
     fetched: list[tuple[Archive, Path]] = []
     for archive in archives:
@@ -261,9 +304,7 @@ def fetch(
     raw_dir = find_raw_dir(dest)
     for archive, path in fetched:
         if archive.kind == "file":
-            folder = raw_dir / archive.target
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, folder / archive.name)
+            atomic.copy_file(path, raw_dir / archive.target / archive.name)
     return raw_dir
 
 

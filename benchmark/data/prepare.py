@@ -10,6 +10,12 @@ Periods: the training period must lie inside every basin's forcing record (the t
 warm-up is the first ``warmup_days`` of each training window, as in the authors' code);
 the test period plus the ``warmup_days`` before it, and the optional validation period,
 must lie inside it too.
+
+Plausibility (:mod:`benchmark.data.checks`): every forcing value, the computed PET and the
+observed flow must lie in its physical range, and every basin needs at least one flow
+observation in each of the training, validation and test periods (or, with
+``data.unobserved_basins: warn``, gets a warning recorded under ``warnings`` in
+``manifest.json``).
 """
 
 from __future__ import annotations
@@ -17,20 +23,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
-import tempfile
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from benchmark import atomic
 from benchmark.config import Params, ProfileConfig, resolve_path
-from benchmark.data import camels, modis
-from benchmark.data.pet import hargreaves_pet
+from benchmark.data import camels, checks, modis
+from benchmark.data.pet import hargreaves_pet, hargreaves_pet_series
 from benchmark.errors import DataError
 
 DATASET_FILE = "camels.nc"
@@ -116,6 +121,25 @@ def check_periods(basin: RawBasin, windows: dict[str, tuple[dt.date, dt.date]], 
                 f"profile {profile_name!r}: {name} period {start}..{end}: basin {basin.gauge_id} "
                 f"forcing ({basin.files['forcing']}) has {(end - start).days + 1 - len(inside)} missing days in it"
             )
+
+
+def observed_windows(profile: ProfileConfig) -> dict[str, tuple[dt.date, dt.date]]:
+    """The periods in which every basin needs at least one flow observation."""
+    windows = {"training": (profile.train.start, profile.train.end), "test": (profile.test.start, profile.test.end)}
+    if profile.validation is not None:
+        windows["validation"] = (profile.validation.start, profile.validation.end)
+    return windows
+
+
+def check_basin_values(basin: RawBasin, latitude_deg: float, attribute_file: Path) -> None:
+    """DataError naming file, basin, date and variable for the first physically implausible value."""
+    checks.check_plausible_value(latitude_deg, "gauge_lat", basin=basin.gauge_id, source=attribute_file)
+    forcing = basin.forcing.data
+    for name in camels.FORCING_UNITS:
+        checks.check_plausible(forcing[name], name, basin=basin.gauge_id, source=basin.files["forcing"])
+    checks.check_plausible(hargreaves_pet_series(forcing, latitude_deg), "pet", basin=basin.gauge_id,
+                           source=f"Hargreaves PET from {basin.files['forcing']} at latitude {latitude_deg:g}")
+    checks.check_plausible(basin.streamflow["qobs_mm"], "qobs", basin=basin.gauge_id, source=basin.files["streamflow"])
 
 
 def read_basin(raw_dir: Path, gauge_id: str, product: str, area_km2: float, modis_dir: Path | None) -> RawBasin:
@@ -207,8 +231,10 @@ def build_manifest(
     profile_name: str,
     profile: ProfileConfig,
     categories: dict[str, list[str]],
+    warnings: Sequence[str] = (),
 ) -> dict:
-    """Provenance record: basins, periods, sha256 of every source file, missing-value counts."""
+    """Provenance record: basins, periods, sha256 of every source file, missing-value counts,
+    and the data warnings the user accepted (``data.unobserved_basins: warn``)."""
     def rel(path: Path) -> str:
         try:
             return str(path.relative_to(raw_dir))
@@ -245,31 +271,21 @@ def build_manifest(
         "streamflow_flags": flags,
         "modis_et_basins": [b.gauge_id for b in basins if b.et_modis is not None],
         "source_files_sha256": dict(sorted(hashes.items())),
+        "warnings": list(warnings),
     }
 
 
 def write_atomically(out_dir: Path, ds: xr.Dataset, manifest: dict) -> None:
-    """Write ``camels.nc`` and ``manifest.json`` to a temp folder, then swap it into ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the output folder should not be
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    try:
+    """Write ``camels.nc`` and ``manifest.json`` into a new folder that replaces ``out_dir`` whole."""
+    def build(folder: Path) -> None:
         encoding = {v: {"zlib": True, "complevel": 1} for v in ds.data_vars}
-        ds.to_netcdf(tmp / DATASET_FILE, engine="netcdf4", encoding=encoding)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out_dir.exists():
-            old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        ds.to_netcdf(folder / DATASET_FILE, engine="netcdf4", encoding=encoding)
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+
+    atomic.replace_dir(out_dir, build)
 
 
-def prepare(params: Params, root: Path | None = None) -> Path:
+def prepare(params: Params, root: Path | None = None, *, log: TextIO | None = None) -> Path:
     """Run the ``prepare`` stage for the active profile.
 
     Parameters
@@ -279,6 +295,8 @@ def prepare(params: Params, root: Path | None = None) -> Path:
     root
         Folder that relative paths in ``params.data`` are resolved against (default: the
         repository root).
+    log
+        Where data warnings are printed (``data.unobserved_basins: warn``; default stderr).
 
     Returns
     -------
@@ -313,10 +331,16 @@ def prepare(params: Params, root: Path | None = None) -> Path:
     if unknown:
         raise DataError(f"basin {unknown[0]} is not in the CAMELS attribute files under {raw_dir / camels.ATTRIBUTE_DIR}")
     windows = required_windows(profile)
-    basins = []
+    basins, warnings = [], []
     for gauge_id in ids:
         basin = read_basin(raw_dir, gauge_id, product, float(attributes.at[gauge_id, "area_gages2"]), modis_dir)
         check_periods(basin, windows, params.profile)
+        check_basin_values(basin, float(attributes.at[gauge_id, "gauge_lat"]), camels.attribute_path(raw_dir, "topo"))
+        warning = checks.check_observed(basin.streamflow["qobs_mm"], observed_windows(profile), basin=gauge_id,
+                                        source=basin.files["streamflow"], on_missing=cfg.unobserved_basins)
+        if warning is not None:
+            warnings.append(warning)
+            print(f"hbvbench prepare: warning: {warning} (kept: data.unobserved_basins is 'warn')", file=log or sys.stderr)
         basins.append(basin)
     ds, categories = build_dataset(
         basins, attributes, product=product, source_dir=str(cfg.raw_dir), with_modis=modis_dir is not None,
@@ -324,7 +348,8 @@ def prepare(params: Params, root: Path | None = None) -> Path:
     )
     attribute_files = [camels.attribute_path(raw_dir, g) for g in camels.ATTRIBUTE_GROUPS]
     manifest = build_manifest(
-        ds, basins, raw_dir, attribute_files, profile_name=params.profile, profile=profile, categories=categories
+        ds, basins, raw_dir, attribute_files, profile_name=params.profile, profile=profile, categories=categories,
+        warnings=warnings,
     )
     write_atomically(out_dir, ds, manifest)
     return out_dir

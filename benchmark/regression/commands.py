@@ -19,9 +19,9 @@ DEFAULT_METRICS = Path("reports/regression_metrics.json")
 
 def _write_json(path: Path, data: Any) -> None:
     """Write through a temporary file and a rename: never a half-written file."""
-    from benchmark.training.trainer import atomic_write_text
+    from benchmark import atomic
 
-    atomic_write_text(json.dumps(data, indent=2, default=str) + "\n", path)
+    atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _absolute(path: Path) -> Path:
@@ -80,9 +80,9 @@ def run_regress(args: argparse.Namespace) -> int:
         "verdict": verdict, "baseline": str(baseline_path), "wall_s": walls,
         "comparisons": [{**c.__dict__, "delta": c.delta} for c in comparisons], "perf": perf_rows,
     })
-    from benchmark.training.trainer import atomic_write_text
+    from benchmark import atomic
 
-    atomic_write_text(f"# Regression check ({params.profile} profile)\n\n{text}\n\n{verdict}\n", out_dir / "regress.md")
+    atomic.write_text(out_dir / "regress.md", f"# Regression check ({params.profile} profile)\n\n{text}\n\n{verdict}\n")
     print(text)
     print(f"regress: {verdict}")
     if failed and not args.update:

@@ -36,6 +36,7 @@ def regression_params(params: Params, out_dir: Path) -> Params:
     raw["profile"] = PROFILE
     raw["data"] = {**raw["data"], "processed_dir": out_dir / "data"}
     raw["train"] = {**raw["train"], "models_dir": out_dir / "models", "eval_dir": out_dir / "eval",
+                    "work_dir": out_dir / "work",
                     "experiment": EXPERIMENT, "epochs": None}
     raw["baselines"] = {**raw["baselines"], "out_dir": out_dir / "baselines"}
     return Params.model_validate(raw)

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark import atomic
 from benchmark.report import styles
 from benchmark.report.budgets import budget_table
 from benchmark.report.comparisons import Comparisons
@@ -57,32 +55,9 @@ def render_markdown(tables: list[Table], figures: list[ReportFigure], provenance
     return "\n".join(lines)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _replace_dir_atomic(target: Path, files: dict[str, bytes]) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, trash / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+def _write_figures(folder: Path, figures: list[ReportFigure]) -> None:
+    for figure in figures:
+        (folder / f"{figure.name}.png").write_bytes(figure.png)
 
 
 def build_report(inputs: ReportInputs, out_dir: Path) -> ReportPaths:
@@ -111,11 +86,11 @@ def build_report(inputs: ReportInputs, out_dir: Path) -> ReportPaths:
     notes = list(inputs.notes) + missing
     colours = [(styles.label(m.name), styles.colour(m.name)) for m in sorted(inputs.models, key=lambda m: styles.sort_key(m.name))]
     figures_dir = out_dir / "figures"
-    _replace_dir_atomic(figures_dir, {f"{f.name}.png": f.png for f in figures})
+    atomic.replace_dir(figures_dir, lambda folder: _write_figures(folder, figures))
     markdown = render_markdown(tables, figures, inputs.provenance, notes, evidence=evidence)
     page = render_page(title=TITLE, intro=INTRO, tables=tables, figures=figures, provenance=inputs.provenance,
                        colours=colours, notes=notes, evidence=(EVIDENCE_HEADING, EVIDENCE_INTRO, evidence))
-    _write_text_atomic(out_dir / "leaderboard.md", markdown)
-    _write_text_atomic(out_dir / "leaderboard.html", page)
+    atomic.write_text(out_dir / "leaderboard.md", markdown)
+    atomic.write_text(out_dir / "leaderboard.html", page)
     return ReportPaths(out_dir / "leaderboard.md", out_dir / "leaderboard.html", figures_dir,
                        tuple(figures_dir / f"{f.name}.png" for f in figures))

@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
 
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
     result = train_model(
-        params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, init_from=args.init_from,
-        distributed_run=args.distributed,
+        params, args.model, seed=args.seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
+        init_from=args.init_from, distributed_run=args.distributed,
     )
     if args.distributed and os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for the job
@@ -52,7 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
     train.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs or the profile's)")
-    train.add_argument("--resume", action="store_true", help="continue from the model's checkpoint.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the last checkpoint (an interrupted run's, else the finished one's); "
+                            "without it an interrupted run with the same setup is continued anyway")
+    train.add_argument("--restart", action="store_true", help="start over, discarding an interrupted run's state")
     train.add_argument("--init-from", default=None, metavar="RUN", help="model folder, checkpoint, MLflow run id or tuning study to start from (brings its hyperparameters)")
     train.add_argument(
         "--hyperparams", default=None, metavar="FILE",

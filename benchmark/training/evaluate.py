@@ -9,12 +9,27 @@ components — and ``route_a``/``route_b``) and scored with :mod:`benchmark.eval
 ``metrics.json`` and ``per_basin_metrics.csv`` in ``<train.eval_dir>/<model>/``, plus a
 hydrograph and a metric-CDF figure (PNG). Everything is logged to the (model, seed) MLflow
 run opened by training. The metrics are those of docs/metrics.md.
+
+Before anything runs, the checkpoint must be a finished training of this model, fit the
+network this configuration builds, and come from this profile and basin set
+(:mod:`benchmark.training.checkpoint`), with its own ``normalization.json``.
+
+Failed basins (:func:`failed_basins`): a basin whose simulation produced a NaN or infinite
+storage or flow on any simulated day (warm-up included), or whose Newton iteration did not
+converge on more than ``train.max_not_converged_share`` of its simulated days (implicit
+scheme; default 1 %), is marked ``failed: <reason>`` in ``per_basin_metrics.csv`` with its
+metrics left empty, counted and listed in ``metrics.json`` and left out of every median; the
+others are scored as usual. A not-converged day keeps the last Newton iterate, finite but off
+the backward-Euler solution: a few such days among thousands barely move a basin's metrics,
+a larger share means the solver, not the model, shaped the result. The evaluation folder is
+locked while it is written.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +38,10 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from benchmark import atomic, locks
 from benchmark.config import Params
 from benchmark.errors import ConfigError, TrainingError
+from benchmark.training.checkpoint import check_complete, check_model, network_structure
 from benchmark.training.normalization import NormalizationStats
 from benchmark.training.trainer import (
     CHECKPOINT_NAME,
@@ -37,7 +54,6 @@ from benchmark.training.trainer import (
     merge_solver_stats,
     public_stats,
     model_dir,
-    readable_temp_file,
     peak_memory_mb,
     resolve_device,
     resolve_dtype,
@@ -60,26 +76,46 @@ def test_bounds(dates: pd.DatetimeIndex, params: Params) -> tuple[int, int, int]
     return max(0, start - params.train.test_warmup_days), start, end
 
 
-@torch.no_grad()
-def predict(
-    model: Any, data: Any, first: int, start: int, end: int, chunk_basins: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
-    """Run ``model`` over days ``first..end`` in chunks of basins and keep days ``start..end``.
+@dataclass
+class Prediction:
+    """A model run over a period (see :func:`simulate_period`).
 
-    Returns
-    -------
+    Attributes
+    ----------
     series
-        ``Q``, ``Q_unrouted``, ``Q2``, ``ET``: arrays ``[test days, basins]`` (mm/day).
+        ``Q``, ``Q_unrouted``, ``Q2``, ``ET``: arrays ``[kept days, basins]`` (mm/day).
     parameters
         ``param_<NAME>`` and ``route_a``/``route_b``: arrays ``[basins]`` (physical units),
-        time mean over the test days and mean over components.
+        time mean over the kept days and mean over components.
     solver_stats
-        ``simulate``'s numeric stats accumulated over the chunks.
+        ``simulate``'s numeric stats accumulated over the chunks of basins.
+    non_finite, not_converged
+        Bool ``[simulated days, basins]`` over the warm-up and kept days: a NaN/inf storage or
+        flow, and (implicit scheme) a day whose Newton iteration did not converge.
     """
+
+    series: dict[str, np.ndarray]
+    parameters: dict[str, np.ndarray]
+    solver_stats: dict[str, float]
+    non_finite: np.ndarray
+    not_converged: np.ndarray
+
+
+def _day_flags(stats: Any, key: str, shape: tuple[int, int]) -> np.ndarray:
+    flags = stats.get(key) if isinstance(stats, dict) else None
+    if flags is None:
+        return np.zeros(shape, dtype=bool)
+    return flags.detach().cpu().numpy().astype(bool)
+
+
+@torch.no_grad()
+def simulate_period(model: Any, data: Any, first: int, start: int, end: int, chunk_basins: int) -> Prediction:
+    """Run ``model`` over days ``first..end`` in chunks of basins and keep days ``start..end``."""
     model.eval()
     keep = slice(start - first, end - first + 1)
     series: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_SERIES}
     parameters: dict[str, list[np.ndarray]] = {}
+    flags: dict[str, list[np.ndarray]] = {"non_finite": [], "not_converged": []}
     stats: dict[str, float] = {}
     n_basins = data.inputs.shape[1]
     for lo in range(0, n_basins, chunk_basins):
@@ -96,12 +132,65 @@ def predict(
             parameters.setdefault(f"param_{name}", []).append(value.cpu().double().numpy())
         for name, value in zip(("route_a", "route_b"), out["routing"]):
             parameters.setdefault(name, []).append(value.detach().cpu().double().numpy())
+        for key, parts in flags.items():
+            parts.append(_day_flags(out.get("stats"), key, (end - first + 1, cols.stop - cols.start)))
         merge_solver_stats(stats, summarize_solver_stats(out.get("stats")))
-    return (
-        {name: np.concatenate(parts, axis=1) for name, parts in series.items()},
-        {name: np.concatenate(parts) for name, parts in parameters.items()},
-        public_stats(stats),
+    return Prediction(
+        series={name: np.concatenate(parts, axis=1) for name, parts in series.items()},
+        parameters={name: np.concatenate(parts) for name, parts in parameters.items()},
+        solver_stats=public_stats(stats),
+        non_finite=np.concatenate(flags["non_finite"], axis=1),
+        not_converged=np.concatenate(flags["not_converged"], axis=1),
     )
+
+
+def predict(
+    model: Any, data: Any, first: int, start: int, end: int, chunk_basins: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    """``series, parameters, solver_stats`` of :func:`simulate_period` (without the day flags)."""
+    run = simulate_period(model, data, first, start, end, chunk_basins)
+    return run.series, run.parameters, run.solver_stats
+
+
+def failed_basins(run: Prediction, basins: tuple[str, ...], dates: pd.DatetimeIndex,
+                  max_not_converged_share: float) -> dict[str, str]:
+    """The basins whose simulation cannot be trusted, with the reason (the evaluation rule).
+
+    A basin fails when any simulated day (warm-up or test) has a non-finite storage or
+    flow, or when the share of its simulated days on which Newton did not converge (implicit
+    scheme; the state is then the last iterate, finite but off the implicit solution) is
+    above ``max_not_converged_share`` (``train.max_not_converged_share``). ``dates`` are the
+    simulated days.
+    """
+    failed: dict[str, str] = {}
+    n_days = run.non_finite.shape[0]
+    for column, basin in enumerate(basins):
+        bad = np.flatnonzero(run.non_finite[:, column])
+        if bad.size:
+            failed[basin] = (f"non-finite simulated storage or flow from {dates[bad[0]].date()} "
+                             f"({bad.size} of {n_days} days)")
+            continue
+        share = float(run.not_converged[:, column].mean()) if n_days else 0.0
+        if share > max_not_converged_share:
+            failed[basin] = (f"Newton did not converge on {int(run.not_converged[:, column].sum())} of {n_days} days "
+                             f"({share:.1%} > train.max_not_converged_share {max_not_converged_share:.1%})")
+    return failed
+
+
+def check_normalization(stats: NormalizationStats, ckpt: dict[str, Any], path: Path) -> None:
+    """TrainingError when ``normalization.json`` is not the one written with the checkpoint."""
+    setup = ckpt.get("setup", {})
+    differs = []
+    if list(stats.basins) != list(setup.get("basins", [])):
+        differs.append("basins")
+    if (stats.train_start, stats.train_end) != (setup.get("train_start"), setup.get("train_end")):
+        differs.append(f"training period {stats.train_start}..{stats.train_end} vs "
+                       f"{setup.get('train_start')}..{setup.get('train_end')}")
+    if stats.n_inputs != ckpt.get("n_inputs"):
+        differs.append(f"{stats.n_inputs} inputs vs {ckpt.get('n_inputs')}")
+    if differs:
+        raise TrainingError(f"{path} does not belong to the checkpoint beside it ({'; '.join(differs)}); "
+                            "train the model again")
 
 
 def predictions_dataset(
@@ -120,19 +209,6 @@ def predictions_dataset(
     for name, values in parameters.items():
         data_vars[name] = (("basin",), values.astype(np.float32), {"long_name": "test-period and component mean"})
     return xr.Dataset(data_vars, coords=coords, attrs={"model": model_name})
-
-
-def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """Write ``ds`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def hydrograph_figure(pred: xr.Dataset, per_basin: pd.DataFrame) -> Any:
@@ -177,7 +253,8 @@ def cdf_figure(per_basin: pd.DataFrame, model_name: str) -> Any:
     ax.set_xlabel("metric value")
     ax.set_ylabel("fraction of basins")
     ax.set_title(f"{model_name}: CDF across basins", fontsize=10)
-    ax.legend()
+    if ax.get_lines():  # every basin failed: an empty plot, no legend
+        ax.legend()
     fig.tight_layout()
     return fig
 
@@ -218,13 +295,14 @@ def evaluate_model(
         spec = get_model_spec(model_name)
     except KeyError as exc:
         raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+    if track:  # a corrupt, locked or unreachable store fails now, before any output is written
+        from benchmark import tracking
+
+        tracking.check_store()
     mdir = model_dir(params, model_name, seed)
-    ckpt = load_checkpoint(mdir / CHECKPOINT_NAME)
-    if ckpt["setup"]["profile"] != params.profile:
-        raise TrainingError(
-            f"{mdir / CHECKPOINT_NAME} was trained on profile {ckpt['setup']['profile']!r}, not {params.profile!r}; "
-            "train it again on this profile"
-        )
+    ckpt_path = mdir / CHECKPOINT_NAME
+    ckpt = load_checkpoint(ckpt_path)
+    check_complete(ckpt, ckpt_path, model_name)
     stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
     if dataset is None:
         from benchmark.data.dataset import load_dataset
@@ -240,32 +318,41 @@ def evaluate_model(
 
     params = params_as_trained(params, ckpt["setup"])  # shape/solver of a --hyperparams or --init-from run
     model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
+    check_model(ckpt, ckpt_path, model_name=model_name, structure=network_structure(model, spec, stats.n_inputs),
+                setup={"profile": params.profile, "basins": list(data.basins)})
+    check_normalization(stats, ckpt, mdir / NORMALIZATION_NAME)
     model.network.load_state_dict(ckpt["model_state"])
-    series, parameters, solver_stats = predict(model, data, first, start, end, max(1, params.active.batch_basins))
+    run = simulate_period(model, data, first, start, end, max(1, params.active.batch_basins))
+    failed = failed_basins(run, data.basins, data.dates[first : end + 1], params.train.max_not_converged_share)
     qobs = data.qobs[start : end + 1].cpu().double().numpy()
-    pred = predictions_dataset(model_name, data.basins, data.dates[start : end + 1], qobs, series, parameters)
-    pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile})
+    pred = predictions_dataset(model_name, data.basins, data.dates[start : end + 1], qobs, run.series, run.parameters)
+    pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile,
+                       "failed_basins": " ".join(sorted(failed))})
 
-    per_basin, summary = evaluation.score_predictions(pred, ds)
+    per_basin, summary = evaluation.score_predictions(pred, ds, failed=failed)
     out = eval_dir(params, model_name, seed)
-    write_netcdf(pred, out / PREDICTIONS_NAME)
-    evaluation.write_metrics(out, per_basin, summary)
-    figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
-    for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
-    wall = time.perf_counter() - tic
-    if track:
-        from benchmark.training.tracking_glue import log_evaluation
+    with locks.hold(out, f"hbvbench evaluate --model {model_name} --seed {int(ckpt['seed'])}"):
+        atomic.write_netcdf(out / PREDICTIONS_NAME, pred)
+        evaluation.write_metrics(out, per_basin, summary)
+        figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
+        for name, fig in figures.items():
+            atomic.save_figure(out / name, fig, dpi=110)
+        wall = time.perf_counter() - tic
+        if track:
+            from benchmark.training.tracking_glue import log_evaluation
 
-        log_evaluation(
-            params, spec, int(ckpt["seed"]), ckpt.get("mlflow_run_id"), out,
-            pred=pred, per_basin=per_basin, summary=summary, figures=figures,
-            extra_metrics={
-                "test_wall_s": wall,
-                "test_peak_memory_mb": peak_memory_mb(device),
-                **{f"test_solver_{k}": v for k, v in solver_stats.items()},
-            },
-        )
+            log_evaluation(
+                params, spec, int(ckpt["seed"]), ckpt.get("mlflow_run_id"), out,
+                pred=pred, per_basin=per_basin, summary=summary, figures=figures,
+                extra_metrics={
+                    "test_wall_s": wall,
+                    "test_peak_memory_mb": peak_memory_mb(device),
+                    **{f"test_solver_{k}": v for k, v in run.solver_stats.items()},
+                },
+            )
+    if failed:
+        print(f"hbvbench evaluate --model {model_name}: {len(failed)} of {len(data.basins)} basins failed and are "
+              f"left out of the medians: " + "; ".join(f"{b}: {r}" for b, r in sorted(failed.items())), file=sys.stderr)
     import matplotlib.pyplot as plt
 
     for fig in figures.values():

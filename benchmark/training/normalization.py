@@ -16,14 +16,13 @@ value (NaN) becomes 0, i.e. the training mean.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from benchmark import atomic
 from benchmark.errors import DataError
 
 MIN_STD = 1e-3
@@ -84,15 +83,7 @@ class NormalizationStats:
 
     def save(self, path: Path | str) -> None:
         """Write the statistics as JSON (atomically: temp file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(self), handle, indent=2)
-        os.replace(tmp, path)
+        atomic.write_text(path, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path | str) -> "NormalizationStats":

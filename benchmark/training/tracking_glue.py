@@ -17,12 +17,29 @@ from benchmark.config import Params
 
 
 def run_tags(params: Params, spec: Any, seed: int) -> dict[str, str]:
-    """Standard tags (git commit, data hash, profile, scheme, gradient, structure) + model and seed."""
+    """Standard tags (git commit, data hash, profile, scheme, gradient, structure) + model and seed,
+    and ``data_warnings``: the warnings ``prepare`` recorded in ``manifest.json`` (e.g. a basin
+    kept without observations under ``data.unobserved_basins: warn``), when there are any."""
     from benchmark import tracking
 
     tags = dict(tracking.standard_tags(params.profile, spec))
     tags.update({"model": spec.name, "seed": str(seed)})
+    warnings = data_warnings(params)
+    if warnings:
+        tags["data_warnings"] = "; ".join(warnings)
     return {key: str(value) for key, value in tags.items()}
+
+
+def data_warnings(params: Params) -> list[str]:
+    """The ``warnings`` of the processed data's ``manifest.json`` ([] when it has none or is absent)."""
+    from benchmark.data.dataset import load_manifest
+    from benchmark.errors import DataError
+
+    try:
+        manifest = load_manifest(params=params)
+    except (DataError, ValueError):
+        return []
+    return [str(w) for w in manifest.get("warnings", [])]
 
 
 def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> dict[str, Any]:

@@ -5,29 +5,37 @@ One call of :func:`train_model` trains one (model, seed) of the active profile:
 * normalization statistics from the training period (saved as ``normalization.json``);
 * Adadelta on the RMSE-combined loss (:mod:`benchmark.training.loss`) over seeded
   minibatches of basins x windows with a warm-up (:mod:`benchmark.training.sampler`);
-* a checkpoint after every epoch (``checkpoint.pt``: weights, optimizer, every RNG state,
-  the sampler state, the epoch, the loss history, the MLflow run id), written atomically;
-  ``resume=True`` continues from it and reaches exactly the result of an uninterrupted run
-  (all randomness is restored; nothing depends on the total number of epochs);
-* a non-finite loss or gradient stops training with :class:`~benchmark.errors.TrainingError`
-  naming the epoch and the basins of the batch;
+* a checkpoint after every epoch (``checkpoint.pt``, :mod:`benchmark.training.checkpoint`:
+  weights, optimizer, every RNG state, the sampler state, the epoch, the loss history, the
+  MLflow run id, the setup and network structure), written atomically to the model folder
+  and to the run's work folder; a rerun after a crash or kill continues from the work
+  folder when the setup matches and says so (:mod:`benchmark.training.resume`; ``restart``
+  starts over), and reaches exactly the result of an uninterrupted run (all randomness is
+  restored; nothing depends on the total number of epochs);
+* the model folder is locked for the run (:mod:`benchmark.locks`): a second process on it
+  stops with an error naming the first;
+* a non-finite HBV storage or flow stops training with :class:`~benchmark.errors.TrainingError`
+  naming the basin and the date (the simulation's ``stats["non_finite"]``); a non-finite
+  loss or gradient names the epoch and the basins of the batch;
 * after every epoch, the same loss on the profile's held-out ``validation`` period (all
   basins, ``train.test_warmup_days`` of warm-up, network in eval mode) when one is set:
   a monitoring curve, nothing is selected on it;
 * everything logged to one MLflow run per (model, seed) through :mod:`benchmark.tracking`.
 
 Outputs in ``<train.models_dir>/<model>/``: ``checkpoint.pt``, ``normalization.json``,
-``train_log.csv`` (epoch, train_loss, val_loss, iterations, wall time).
+``train_log.csv`` (epoch, train_loss, val_loss, iterations, wall time). In-progress state in
+``<train.work_dir>/<model>/`` (removed when training finishes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import resource
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,19 +47,26 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from benchmark import atomic, locks
 from benchmark.config import Params, ProfileConfig, resolve_path
 from benchmark.errors import ConfigError, DataError, HbvbenchError, TrainingError
 from benchmark.training import distributed
+from benchmark.training.checkpoint import (  # noqa: F401 - re-exported: the names callers use
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    code_fingerprint,
+    load_checkpoint,
+    network_structure,
+)
 from benchmark.training.distributed import SINGLE, Ranks
 from benchmark.training.loss import rmse_combined_loss, sharded_rmse_combined_loss
 from benchmark.training.network import DifferentiableHBV
 from benchmark.training.normalization import FORCING_VARIABLES, NormalizationStats, fit_normalization, normalized_inputs
+from benchmark.training.resume import StartMode, plan_start
 from benchmark.training.sampler import Batch, WindowSampler, iterations_per_epoch
 
-CHECKPOINT_NAME = "checkpoint.pt"
 NORMALIZATION_NAME = "normalization.json"
 TRAIN_LOG_NAME = "train_log.csv"
-CHECKPOINT_FORMAT = 1
 
 
 # ----------------------------------------------------------------------------- setup helpers
@@ -88,20 +103,18 @@ def model_dir(params: Params, model: str, seed: int | None = None) -> Path:
     return folder / sub if sub else folder
 
 
+def work_dir(params: Params, model: str, seed: int | None = None) -> Path:
+    """``<train.work_dir>/<model>`` (absolute): the in-progress state of a training run."""
+    folder = resolve_path(params.train.work_dir) / model
+    sub = _seed_folder(params, seed)
+    return folder / sub if sub else folder
+
+
 def eval_dir(params: Params, model: str, seed: int | None = None) -> Path:
     """``<train.eval_dir>/<model>`` (absolute); other seeds than the profile's first in ``seed_<S>/``."""
     folder = resolve_path(params.train.eval_dir) / model
     sub = _seed_folder(params, seed)
     return folder / sub if sub else folder
-
-
-def readable_temp_file(folder: Path, name: str) -> tuple[int, str]:
-    """``mkstemp`` in ``folder`` with the permissions of a normal new file (umask applied)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
 
 
 def select_basins(ds: xr.Dataset, profile: ProfileConfig) -> xr.Dataset:
@@ -184,7 +197,8 @@ def day_index(dates: pd.DatetimeIndex, day: Any, what: str) -> int:
     """Index of ``day`` in ``dates`` (DataError when outside the data)."""
     stamp = pd.Timestamp(day)
     if stamp < dates[0] or stamp > dates[-1]:
-        raise DataError(f"{what} {stamp.date()} is outside the processed data ({dates[0].date()}..{dates[-1].date()})")
+        raise DataError(f"{what} {stamp.date()} is outside the processed data ({dates[0].date()}..{dates[-1].date()}); "
+                        "re-run `hbvbench prepare` for this profile")
     return int(dates.get_indexer([stamp])[0])
 
 
@@ -217,14 +231,37 @@ def validation_loss(model: DifferentiableHBV, data: SeriesTensors, bounds: tuple
     """The training loss (eq. 36) of the whole validation period over all basins, eval mode.
 
     Eval mode draws no dropout mask, so the random streams of training are left untouched
-    (a resumed run stays identical to an uninterrupted one).
+    (a resumed run stays identical to an uninterrupted one). A non-finite simulation is a
+    TrainingError naming the basin and date.
     """
-    from benchmark.training.evaluate import predict  # evaluate builds on this module
+    from benchmark.training.evaluate import simulate_period  # evaluate builds on this module
 
     first, start, end = bounds
-    series, _, _ = predict(model, data, first, start, end, chunk_basins)
-    qsim = torch.as_tensor(series["Q"], dtype=data.qobs.dtype, device=data.qobs.device)
+    run = simulate_period(model, data, first, start, end, chunk_basins)
+    bad = first_non_finite({"non_finite": torch.as_tensor(run.non_finite)})
+    if bad is not None:
+        day, column, count = bad
+        raise TrainingError(non_finite_message("validation period", data.basins[column], data.dates[first + day], count))
+    qsim = torch.as_tensor(run.series["Q"], dtype=data.qobs.dtype, device=data.qobs.device)
     return float(rmse_combined_loss(qsim, data.qobs[start : end + 1], alpha=alpha))
+
+
+def first_non_finite(stats: Any) -> tuple[int, int, int] | None:
+    """``(day, basin column, count)`` of the first basin-day ``simulate`` flagged non-finite
+    (``stats["non_finite"]``, bool ``[days, basins]``); None when every day is finite."""
+    flags = stats.get("non_finite") if isinstance(stats, dict) else None
+    if flags is None or not bool(flags.any()):
+        return None
+    bad = flags.detach().cpu().numpy()
+    day, column = (int(i) for i in np.argwhere(bad)[0])  # row-major: the earliest day first
+    return day, column, int(bad.sum())
+
+
+def non_finite_message(where: str, basin: str, day: pd.Timestamp, count: int) -> str:
+    """The error of a simulation that produced NaN/inf, naming basin and date."""
+    return (f"{where}: the simulation became non-finite (NaN or infinite storage or flow) for basin {basin} on "
+            f"{day.date()} (first of {count} such basin-days); lower train.learning_rate, or check this basin's "
+            "forcing and attributes")
 
 
 def gather(series: torch.Tensor, batch: Batch, length: int) -> torch.Tensor:
@@ -250,7 +287,8 @@ class TrainState:
 def setup_fingerprint(
     params: Params, spec: Any, seed: int, basins: tuple[str, ...], n_iterations: int
 ) -> dict[str, Any]:
-    """Everything a resumed run must share with the run it continues (epochs excluded)."""
+    """Everything a resumed run must share with the run it continues (epochs excluded), the
+    sources of the model, solvers and training included (``code``)."""
     profile = params.active
     train = params.train
     return {
@@ -273,6 +311,7 @@ def setup_fingerprint(
         "dtype": train.dtype,
         "newton_tol": train.newton_tol,
         "newton_max_iter": train.newton_max_iter,
+        "code": code_fingerprint(),
     }
 
 
@@ -289,47 +328,6 @@ def _restore_rng_states(states: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = readable_temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train_model` (TrainingError when unreadable)."""
-    if not path.is_file():
-        raise TrainingError(f"no checkpoint at {path}; train the model first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise TrainingError(f"checkpoint {path} cannot be read: {exc}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} is not an hbvbench checkpoint (format {CHECKPOINT_FORMAT})")
-    return ckpt
-
-
 def write_train_log(history: list[dict[str, float]], path: Path) -> None:
     """The per-epoch loss curve as CSV (a DVC plot)."""
     buffer = io.StringIO()
@@ -340,7 +338,7 @@ def write_train_log(history: list[dict[str, float]], path: Path) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({key: row.get(key, "") for key in fields})
-    atomic_write_text(buffer.getvalue(), path)
+    atomic.write_text(path, buffer.getvalue())
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -356,7 +354,7 @@ def summarize_solver_stats(stats: Any) -> dict[str, float]:
     if not isinstance(stats, dict):
         return out
     for key, value in stats.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
             out[key] = float(value.detach().cpu())
         elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             out[key] = float(value)
@@ -444,6 +442,12 @@ def run_epoch(
             out = model(gather(data.inputs, batch, length), gather(data.forcing, batch, length))
         except HbvbenchError as exc:
             raise TrainingError(f"epoch {epoch}, batch {iteration + 1}: simulation failed for basins {names}: {exc}") from exc
+        bad = first_non_finite(out.get("stats"))
+        if bad is not None:
+            day, column, count = bad
+            when = data.dates[int(batch.sequence_start[column]) + day]
+            raise TrainingError(non_finite_message(f"epoch {epoch}, batch {iteration + 1}/{n_iterations}",
+                                                   names[column], when, count))
         qobs = gather(data.qobs, batch, length)[warmup_days:]
         if ranks.enabled:
             loss, objective = sharded_rmse_combined_loss(out["Q"][warmup_days:], qobs, distributed.all_reduce_sum,
@@ -474,18 +478,9 @@ def _resolve_seed_epochs(params: Params, seed: int | None, epochs: int | None) -
     epochs = epochs if epochs is not None else (params.train.epochs or profile.epochs)
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"the seed must be in 0..2**32-1, got {seed}")
     return seed, epochs
-
-
-def _init_weights_from(model: DifferentiableHBV, source: str) -> None:
-    path = Path(source)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    ckpt = load_checkpoint(path)
-    try:
-        model.network.load_state_dict(ckpt["model_state"])
-    except RuntimeError as exc:
-        raise ConfigError(f"--init-from {source}: the network shapes differ from this model's: {exc}") from None
 
 
 def train_model(
@@ -495,6 +490,7 @@ def train_model(
     seed: int | None = None,
     epochs: int | None = None,
     resume: bool = False,
+    restart: bool = False,
     init_from: str | None = None,
     dataset: xr.Dataset | None = None,
     track: bool = True,
@@ -514,7 +510,13 @@ def train_model(
     epochs
         Total epochs; default ``train.epochs`` when set, else the profile's.
     resume
-        Continue from ``checkpoint.pt`` of an earlier (e.g. killed) run with the same setup.
+        Continue from the checkpoint of an earlier run with the same setup: the interrupted
+        run's (work folder) or, when there is none, the finished one's (model folder), e.g.
+        to add epochs. An error when there is none. Without ``resume`` or ``restart`` an
+        interrupted run is continued when its setup matches and started over otherwise, as
+        :mod:`benchmark.training.resume` explains; either way the decision is printed.
+    restart
+        Start over, discarding an interrupted run's state.
     init_from
         A model folder or checkpoint whose network weights initialize this run.
     dataset
@@ -535,9 +537,12 @@ def train_model(
     Raises
     ------
     TrainingError
-        Non-finite loss/gradient (naming epoch and basins), unreadable checkpoint.
+        Non-finite simulation (naming basin and date), loss or gradient (naming epoch and
+        basins); unreadable checkpoint.
     ConfigError, DataError
         Bad configuration or data.
+    LockError
+        Another process is writing the model folder.
     """
     from benchmark.models.registry import get_model_spec
 
@@ -546,16 +551,22 @@ def train_model(
     except KeyError as exc:
         raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
     seed, epochs = _resolve_seed_epochs(params, seed, epochs)
+    if track:  # a corrupt, locked or unreachable store fails now, not after the first epoch
+        from benchmark import tracking
+
+        tracking.check_store()
+    if resume and init_from:
+        raise ConfigError("--resume and --init-from exclude each other")
+    if resume and restart:
+        raise ConfigError("--resume and --restart exclude each other")
+    mode: StartMode = "resume" if resume else "restart" if restart else "auto"
     if dataset is None:
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
     ds = select_basins(dataset, params.active)
     out_dir = model_dir(params, model_name, seed)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    ckpt = load_checkpoint(ckpt_path) if resume else None
-    if resume and init_from:
-        raise ConfigError("--resume and --init-from exclude each other")
+    wdir = work_dir(params, model_name, seed)
     init_source = None
     if init_from:  # a path, MLflow run id or Optuna study; brings its hyperparameters (benchmark.tuning.init_from)
         from benchmark.tuning.init_from import resolve_init_source
@@ -581,86 +592,123 @@ def train_model(
         )
         fingerprint = setup_fingerprint(params, spec, seed, data.basins, n_iterations)
         distributed.check_batch(profile.batch_basins, len(data.basins), ranks)
+        plan = plan_start(mode, wdir, out_dir, fingerprint, epochs)
 
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(seed)
         model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
         if init_source is not None:
             init_source.load_into(model)
+        structure = network_structure(model, spec, stats.n_inputs)
         optimizer = torch.optim.Adadelta(model.parameters(), lr=params.train.learning_rate)
         sampler = WindowSampler(len(data.basins), first, last, profile.batch_basins, profile.warmup_days, seed)
-        state = TrainState()
-        if ckpt is not None:
-            if ckpt["setup"] != fingerprint:
-                diff = sorted(k for k in fingerprint if ckpt["setup"].get(k) != fingerprint[k])
-                raise ConfigError(f"--resume: checkpoint {ckpt_path} was trained with a different setup ({diff})")
-            model.network.load_state_dict(ckpt["model_state"])
-            optimizer.load_state_dict(ckpt["optimizer_state"])
-            sampler.load_state_dict(ckpt["sampler_state"])
-            _restore_rng_states(ckpt["rng_states"], device)
-            state = TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt.get("mlflow_run_id"))
-        elif ranks.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        if ranks.is_main:
-            stats.save(out_dir / NORMALIZATION_NAME)
-        model.network = distributed.wrap(model.network, ranks, device)  # type: ignore[assignment]
-        if params.train.compile:
-            model.network = torch.compile(model.network)  # type: ignore[assignment]
+        command = f"hbvbench train --model {model_name} --seed {seed}"
+        lock = locks.hold(out_dir, command) if ranks.is_main else contextlib.nullcontext()
+        with lock:
+            if ranks.is_main:
+                _announce(plan, model_name)
+                if plan.discard_work:
+                    shutil.rmtree(wdir, ignore_errors=True)
+                stats.save(out_dir / NORMALIZATION_NAME)
+            state = _restore(plan.checkpoint, model, optimizer, sampler, device) if plan.checkpoint else TrainState()
+            model.network = distributed.wrap(model.network, ranks, device)  # type: ignore[assignment]
+            if params.train.compile:
+                model.network = torch.compile(model.network)  # type: ignore[assignment]
 
-        context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
-        started = time.perf_counter()
-        with context as tracker:
-            if init_source is not None and track:  # lineage of an explorer -> fine-tune run
-                import mlflow
+            context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
+            started = time.perf_counter()
+            with context as tracker:
+                if init_source is not None and track:  # lineage of an explorer -> fine-tune run
+                    import mlflow
 
-                mlflow.set_tags(init_source.tags)
-            if track and ranks.enabled:
-                import mlflow
+                    mlflow.set_tags(init_source.tags)
+                if track and ranks.enabled:
+                    import mlflow
 
-                mlflow.set_tags({"distributed_world_size": str(ranks.world_size), "distributed_backend": "gloo"
-                                 if device.type == "cpu" else "nccl"})
-            progress = show_progress()
-            epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress, unit="epoch")
-            for epoch in epoch_bar:
-                tic = time.perf_counter()
-                loss, solver_stats = run_epoch(
-                    model, optimizer, sampler, data,
-                    epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
-                    window_days=profile.window_days, alpha=params.train.alpha, progress=progress, ranks=ranks,
-                )
-                record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations}
-                if val_bounds is not None and ranks.is_main:
-                    record["val_loss"] = validation_loss(model, data, val_bounds, alpha=params.train.alpha,
-                                                         chunk_basins=max(1, profile.batch_basins))
-                record["epoch_wall_s"] = time.perf_counter() - tic
-                state.epoch = epoch
-                state.history.append(record)
-                if ranks.is_main:  # one writer of the job's files and run
-                    atomic_torch_save(
-                        {
-                            "format": CHECKPOINT_FORMAT,
-                            "model": model_name,
-                            "seed": seed,
-                            "epoch": epoch,
-                            "setup": fingerprint,
-                            "n_inputs": stats.n_inputs,
-                            "model_state": distributed.unwrap(model.network).state_dict(),
-                            "optimizer_state": optimizer.state_dict(),
-                            "sampler_state": sampler.state_dict(),
-                            "rng_states": _rng_states(device),
-                            "history": state.history,
-                            "mlflow_run_id": state.mlflow_run_id,
-                        },
-                        ckpt_path,
+                    mlflow.set_tags({"distributed_world_size": str(ranks.world_size), "distributed_backend": "gloo"
+                                     if device.type == "cpu" else "nccl"})
+                progress = show_progress()
+                epoch_bar = tqdm(range(state.epoch + 1, epochs + 1), desc=f"train {model_name}", disable=not progress,
+                                 unit="epoch")
+                for epoch in epoch_bar:
+                    tic = time.perf_counter()
+                    loss, solver_stats = run_epoch(
+                        model, optimizer, sampler, data,
+                        epoch=epoch, n_iterations=n_iterations, warmup_days=profile.warmup_days,
+                        window_days=profile.window_days, alpha=params.train.alpha, progress=progress, ranks=ranks,
                     )
-                    write_train_log(state.history, out_dir / TRAIN_LOG_NAME)
-                    tracker.log_epoch(epoch, record, solver_stats)
-                epoch_bar.set_postfix(loss=f"{loss:.4f}")
-                if on_epoch_end is not None:  # the epoch's checkpoint is on disk
-                    on_epoch_end(epoch, record)
-            wall = time.perf_counter() - started
-            tracker.log_final(wall, peak_memory_mb(device), out_dir)
+                    record = {"epoch": epoch, "train_loss": loss, "iterations": n_iterations}
+                    if val_bounds is not None and ranks.is_main:
+                        record["val_loss"] = validation_loss(model, data, val_bounds, alpha=params.train.alpha,
+                                                             chunk_basins=max(1, profile.batch_basins))
+                    record["epoch_wall_s"] = time.perf_counter() - tic
+                    state.epoch = epoch
+                    state.history.append(record)
+                    if ranks.is_main:  # one writer of the job's files and run
+                        payload = {
+                            "format": CHECKPOINT_FORMAT, "model": model_name, "seed": seed, "epoch": epoch,
+                            "epochs": epochs, "setup": fingerprint, "structure": structure, "n_inputs": stats.n_inputs,
+                            **_training_state(model, optimizer, sampler, device),
+                            "history": state.history, "mlflow_run_id": state.mlflow_run_id,
+                        }
+                        _save_epoch(payload, out_dir, wdir)
+                        tracker.log_epoch(epoch, record, solver_stats)
+                    epoch_bar.set_postfix(loss=f"{loss:.4f}")
+                    if on_epoch_end is not None:  # the epoch's checkpoint is on disk
+                        on_epoch_end(epoch, record)
+                wall = time.perf_counter() - started
+                tracker.log_final(wall, peak_memory_mb(device), out_dir)
+            if ranks.is_main:  # finished: nothing left to continue
+                _remove_work(wdir, resolve_path(params.train.work_dir))
         return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
+
+
+def _training_state(model: DifferentiableHBV, optimizer: torch.optim.Optimizer, sampler: WindowSampler,
+                    device: torch.device) -> dict[str, Any]:
+    """Weights, optimizer, sampler and random streams: what continuing a run needs."""
+    return {
+        "model_state": distributed.unwrap(model.network).state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "sampler_state": sampler.state_dict(),
+        "rng_states": _rng_states(device),
+    }
+
+
+def _save_epoch(payload: dict[str, Any], out_dir: Path, wdir: Path) -> None:
+    """The epoch's checkpoint into the work folder (what a rerun continues from) and the model
+    folder (the output), then the loss curve."""
+    atomic.torch_save(wdir / CHECKPOINT_NAME, payload)
+    atomic.torch_save(out_dir / CHECKPOINT_NAME, payload)
+    write_train_log(payload["history"], out_dir / TRAIN_LOG_NAME)
+
+
+def _remove_work(wdir: Path, root: Path) -> None:
+    """Delete a finished run's work folder, and the folders above it up to ``root`` once empty."""
+    shutil.rmtree(wdir, ignore_errors=True)
+    for folder in (wdir, *wdir.parents):
+        if folder == root.parent:
+            break
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another model's run) or already gone
+            if folder.exists():
+                break
+
+
+def _announce(plan: Any, model_name: str) -> None:
+    """Say on stdout how the run starts when it is not a plain fresh start."""
+    if plan.message:
+        print(f"hbvbench train --model {model_name}: {plan.message}", flush=True)
+
+
+def _restore(ckpt: dict[str, Any], model: DifferentiableHBV, optimizer: torch.optim.Optimizer,
+             sampler: WindowSampler, device: torch.device) -> TrainState:
+    """Load a checkpoint's weights, optimizer, sampler and random streams; return its progress."""
+    model.network.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    sampler.load_state_dict(ckpt["sampler_state"])
+    _restore_rng_states(ckpt["rng_states"], device)
+    return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt.get("mlflow_run_id"))
 
 
 # ----------------------------------------------------------------------------- tracking glue

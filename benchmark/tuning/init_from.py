@@ -177,11 +177,11 @@ def _from_network_payload(payload: dict[str, Any], reference: str, kind: str) ->
 
 def _from_path(path: Path, reference: str) -> InitSource:
     from benchmark.models.registry import get_model_spec
-    from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint
+    from benchmark.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_torch_file
 
     if path.is_dir():
         path = path / NETWORK_FILE if (path / NETWORK_FILE).is_file() else path / CHECKPOINT_NAME
-    payload = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+    payload = load_torch_file(path, "--init-from file")
     if isinstance(payload, dict) and payload.get("format") == NETWORK_FORMAT:
         return _from_network_payload(payload, reference, "network")
     ckpt = load_checkpoint(path)
@@ -209,6 +209,7 @@ def _from_mlflow_run(run_id: str, reference: str) -> InitSource | None:
     from mlflow.exceptions import MlflowException
 
     from benchmark import tracking
+    from benchmark.training.checkpoint import load_torch_file
 
     client = tracking.client()
     try:
@@ -223,7 +224,10 @@ def _from_mlflow_run(run_id: str, reference: str) -> InitSource | None:
                 f"--init-from {reference}: MLflow run {run_id} has no {NETWORK_ARTIFACT_DIR}/{NETWORK_FILE} "
                 f"artifact (is it a tuning trial that completed?): {exc}"
             ) from None
-        payload = torch.load(local, map_location="cpu", weights_only=False)
+        payload = load_torch_file(Path(local), f"network artifact of MLflow run {run_id}")
+    if not isinstance(payload, dict) or payload.get("format") != NETWORK_FORMAT:
+        raise ConfigError(f"--init-from {reference}: the network artifact of MLflow run {run_id} is not a "
+                          f"{NETWORK_FORMAT} file")
     source = _from_network_payload(payload, reference, "mlflow_run")
     source.tags.update(
         {

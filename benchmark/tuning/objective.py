@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +73,12 @@ def trial_dir(params: Params, study_name: str, number: int) -> Path:
 
 def trial_params(params: Params, hyperparams: dict[str, Any], out_dir: Path) -> Params:
     """The configuration a trial trains with: hyperparameters applied, training period cut
-    before the validation period, checkpoints in ``out_dir``, ``tune.epochs`` if set."""
+    before the validation period, checkpoints (and the in-progress state) in ``out_dir``,
+    ``tune.epochs`` if set."""
     from benchmark.tuning.space import apply_hyperparams, training_end_before, validation_period
 
     period = validation_period(params)
-    train_updates: dict[str, Any] = {"models_dir": out_dir}
+    train_updates: dict[str, Any] = {"models_dir": out_dir, "work_dir": out_dir / "work"}
     if params.tune.epochs is not None:
         train_updates["epochs"] = params.tune.epochs
     # the trial's score is its validation metric; the profile's monitoring curve would only cost time
@@ -315,7 +317,11 @@ class Objective:
 
         seed = tune.seed if tune.seed is not None else tparams.active.seeds[0]
         n_epochs = tparams.train.epochs or tparams.active.epochs
-        train_model(tparams, self.model_name, seed=seed, dataset=self.dataset, track=False, on_epoch_end=on_epoch_end)
+        try:
+            train_model(tparams, self.model_name, seed=seed, dataset=self.dataset, track=False,
+                        on_epoch_end=on_epoch_end)
+        finally:  # a trial is never continued: a pruned or failed one leaves no in-progress state
+            shutil.rmtree(tparams.train.work_dir, ignore_errors=True)
         network_path = out_dir / NETWORK_FILE
         _save_payload({**last["payload"], "sampled": sampled}, network_path)
         trial.set_user_attr("network_path", str(network_path))
@@ -324,9 +330,9 @@ class Objective:
 
 
 def _save_payload(payload: dict[str, Any], path: Path) -> None:
-    from benchmark.training.trainer import atomic_torch_save
+    from benchmark import atomic
 
-    atomic_torch_save(payload, path)
+    atomic.torch_save(path, payload)
 
 
 def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

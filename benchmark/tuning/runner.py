@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark import locks
 from benchmark.config import Params, resolve_path
 from benchmark.errors import ConfigError, HbvbenchError
 
@@ -103,6 +104,11 @@ def run_tuning(
         Bad model, metric, storage, worker count or a study that optimizes something else.
     KeyboardInterrupt
         After Ctrl-C, with the running trials marked FAIL and the MLflow runs KILLED.
+    benchmark.locks.LockError
+        Another ``hbvbench tune`` is running the same study folder on this machine (run
+        several workers with ``--workers N`` instead).
+    benchmark.stores.StoreError
+        The MLflow store or the Optuna storage is corrupt, locked or unreachable.
     """
     from benchmark import tracking
     from benchmark.models.registry import get_model_spec
@@ -135,39 +141,42 @@ def run_tuning(
     workers = min(workers, trials)
     name = study_name or default_study_name(params, model)
     url = storage_url(params, storage)
+    tracking.check_store()
     storage_obj = make_storage(url, params.tune.heartbeat_s)
-    study = open_study(params, model, name, storage_obj, metric)
-    dead = fail_dead_trials(study)
+    study_dir = resolve_path(params.tune.out_dir) / name
+    with locks.hold(study_dir, f"hbvbench tune --model {model} --study {name}"):  # one tuning command per study folder
+        study = open_study(params, model, name, storage_obj, metric)
+        dead = fail_dead_trials(study)
 
-    tags = dict(tracking.standard_tags(params.profile, spec))
-    tags.update({"model": model, "hbvbench.kind": "tuning_study", "optuna.study": name})
-    parent_id = _parent_run_id(study)
-    with tracking.run(
-        params.tune.experiment,
-        name,
-        tags=tags,
-        params=None if parent_id else _parent_params(params, model, metric, url),
-        run_id=parent_id,
-    ) as parent:
-        parent_id = parent.info.run_id
-        study.set_user_attr("mlflow_parent_run_id", parent_id)
-        shares = split_trials(trials, workers)
-        tasks = [
-            WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i, _threads_per_worker(workers))
-            for i, n in enumerate(shares)
-        ]
-        if workers == 1:
-            optimize(tasks[0], dataset)
-        else:
-            codes = run_workers(tasks)
-            bad = [f"worker {i}: exit {c}" for i, c in enumerate(codes) if c != 0]
-            if bad:
-                raise HbvbenchError(f"tuning workers failed ({', '.join(bad)}); see their messages above")
-        summary = best_summary(study)
-        path = best_params_path or resolve_path(params.tune.out_dir) / name / BEST_PARAMS_NAME
-        if summary is not None:
-            write_best_params(summary, path)
-        log_study_summary(study, summary)
+        tags = dict(tracking.standard_tags(params.profile, spec))
+        tags.update({"model": model, "hbvbench.kind": "tuning_study", "optuna.study": name})
+        parent_id = _parent_run_id(study)
+        with tracking.run(
+            params.tune.experiment,
+            name,
+            tags=tags,
+            params=None if parent_id else _parent_params(params, model, metric, url),
+            run_id=parent_id,
+        ) as parent:
+            parent_id = parent.info.run_id
+            study.set_user_attr("mlflow_parent_run_id", parent_id)
+            shares = split_trials(trials, workers)
+            tasks = [
+                WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i, _threads_per_worker(workers))
+                for i, n in enumerate(shares)
+            ]
+            if workers == 1:
+                optimize(tasks[0], dataset)
+            else:
+                codes = run_workers(tasks)
+                bad = [f"worker {i}: exit {c}" for i, c in enumerate(codes) if c != 0]
+                if bad:
+                    raise HbvbenchError(f"tuning workers failed ({', '.join(bad)}); see their messages above")
+            summary = best_summary(study)
+            path = best_params_path or resolve_path(params.tune.out_dir) / name / BEST_PARAMS_NAME
+            if summary is not None:
+                write_best_params(summary, path)
+            log_study_summary(study, summary)
     return TuneResult(name, url, parent_id, trial_counts(study), summary, path if summary else None, dead)
 
 

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from benchmark.config import TUNABLE_HYPERPARAMETERS, Params, Period, SearchDimension
@@ -65,8 +64,10 @@ def suggest(trial: Any, space: Mapping[str, SearchDimension], scheme: str) -> di
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    items = [f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in err.errors()]
-    return f"hyperparameters from {source} give an invalid configuration: " + "; ".join(items)
+    from benchmark.config import format_validation_error
+
+    items = format_validation_error(source, err).splitlines()[1:]
+    return f"hyperparameters from {source} give an invalid configuration: " + "; ".join(i.strip() for i in items)
 
 
 def apply_hyperparams(
@@ -187,15 +188,12 @@ def load_hyperparams_file(path: Path | str) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        Missing file, not YAML, or not a mapping.
+        Missing file, not YAML, a key given twice, or not a mapping.
     """
+    from benchmark.config import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"hyperparameters file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"hyperparameters file {path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, "hyperparameters file")
     if isinstance(raw, dict) and isinstance(raw.get("hyperparams"), dict):
         raw = raw["hyperparams"]
     if not isinstance(raw, dict):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import REPO_ROOT, Params
+from benchmark.locks import process_alive
 from benchmark.errors import ConfigError, HbvbenchError
 
 DEFAULT_STORAGE_NAME = "optuna.db"
@@ -62,14 +63,20 @@ def make_storage(url: str, heartbeat_s: int | None = None) -> Any:
 
     Raises
     ------
-    ConfigError
-        When the URL cannot be opened (bad scheme, missing driver, unreachable server).
+    benchmark.stores.StoreError
+        When the URL cannot be opened (bad scheme, missing driver, unreachable server, a
+        corrupt SQLite file, a SQLite file locked for longer than the bounded retries).
     """
     import optuna
 
+    from benchmark import stores
+
+    fix = "pass another --storage (or set tune.storage)"
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT_S}
+        if url.startswith("sqlite:///"):
+            stores.check_sqlite(Path(url[len("sqlite:///"):].split("?", 1)[0]), url, "Optuna storage", fix)
     kwargs: dict[str, Any] = {}
     if heartbeat_s:
         kwargs.update(heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s)
@@ -78,7 +85,9 @@ def make_storage(url: str, heartbeat_s: int | None = None) -> Any:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of many kinds
-        raise ConfigError(f"cannot open Optuna storage {url!r}: {type(exc).__name__}: {exc}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise stores.StoreError(f"Optuna storage {url} cannot be opened ({type(exc).__name__}: {first_line}); "
+                                f"check the URL, the database server and its driver, or {fix}") from None
 
 
 def default_study_name(params: Params, model: str) -> str:
@@ -147,16 +156,6 @@ def open_study(params: Params, model: str, name: str, storage: Any, metric: str,
     return study
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study: Any) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker process on this host is gone; return their numbers.
 
@@ -169,7 +168,7 @@ def fail_dead_trials(study: Any) -> list[int]:
     failed: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("worker_pid")
-        if trial.user_attrs.get("worker_host") != host or not isinstance(pid, int) or _process_alive(pid):
+        if trial.user_attrs.get("worker_host") != host or not isinstance(pid, int) or process_alive(pid):
             continue
         storage = study._storage
         try:

@@ -13,13 +13,10 @@ in Optuna 5; skipped, with the reason logged, when they cannot be computed).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from benchmark import atomic
 from benchmark.tuning.space import STRUCTURAL_HYPERPARAMETERS
 
 BEST_PARAMS_NAME = "best_params.yaml"
@@ -65,19 +62,15 @@ def best_summary(study: Any) -> dict[str, Any] | None:
 def _network_hyperparams(path: str | None) -> dict[str, Any]:
     if not path or not Path(path).is_file():
         return {}
-    import torch
+    from benchmark.training.checkpoint import load_torch_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_torch_file(Path(path), "trial network")
     return dict(payload.get("hyperparams", {})) if isinstance(payload, dict) else {}
 
 
 def write_best_params(summary: dict[str, Any], path: Path) -> None:
     """Write ``summary`` as YAML through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(summary, handle, sort_keys=False)
-    os.replace(tmp, path)
+    atomic.write_yaml(path, summary)
 
 
 def history_figure(study: Any) -> Any:
