@@ -142,7 +142,9 @@ def test_forcing_must_be_days_basins_three(bad):
 
 
 def test_adjoint_gradient_is_only_for_the_implicit_scheme():
-    with pytest.raises(ConfigError, match="only gradient='autograd'"):
+    with pytest.raises(ConfigError, match="euler scheme supports only gradient='autograd', got 'adjoint'"):
+        simulate(real_forcing(), mid_params(n_basins=N_BASINS), scheme="euler", gradient="adjoint")
+    with pytest.raises(ConfigError, match="sequential scheme supports only gradient='manual' or 'autograd'"):
         simulate(real_forcing(), mid_params(n_basins=N_BASINS), scheme="sequential", gradient="adjoint")
 
 
