@@ -6,8 +6,8 @@ unrolled through Newton -- one *training step* is timed: parameters from leaf te
 network's sigmoid outputs would be), :func:`benchmark.models.simulate` over B basins x T days
 x nmul components with gamma routing, a loss on the routed flow, and ``backward()``.
 
-Forcing is real: the embedded CAMELS-US basins (Daymet P and mean T, Hargreaves PET as in
-SPEC.md section 4) from 1980-10-01, tiled to B basins. Parameters are drawn uniformly in
+Forcing is real: the embedded CAMELS-US basins (Daymet P and mean T, Hargreaves PET, see
+docs/data.md) from 1980-10-01, tiled to B basins. Parameters are drawn uniformly in
 [0.05, 0.95] of their ranges (seeded); dynamic parameters vary per day as the registry says;
 storages start at 0.001 mm. The loss is the mean square of the routed flow (its gradient
 reaches every day of every basin, as a streamflow RMSE's does).
@@ -46,26 +46,45 @@ scheme's (SM/FC)^BETA a 0 * log 0 gradient)."""
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the table: a registered model and its gradient method."""
+    """One row of the table: a registry model, with its own gradient method or another one.
+
+    Label, scheme and time step come from the model's registry row.
+    """
 
     key: str
     model: str
-    gradient: str
-    label: str
-    scheme_text: str
-    time_step: str
+    other_gradient: str | None = None
+
+    @property
+    def spec(self) -> Any:
+        from benchmark.models.registry import get_model_spec
+
+        return get_model_spec(self.model)
+
+    @property
+    def gradient(self) -> str:
+        return self.other_gradient or self.spec.gradient
+
+    def row(self) -> dict[str, str]:
+        """The fields a result row carries (``hbvbench report`` reads them from perf.json)."""
+        from benchmark.solvers.base import GRADIENTS
+
+        spec = self.spec
+        scheme_text = f"{spec.time_scheme().description}, {GRADIENTS[self.gradient].description}"
+        return {"key": self.key, "model": self.model, "gradient": self.gradient, "label": spec.label,
+                "scheme_text": scheme_text, "time_step": spec.time_step}
 
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("sequential", "dhbv", "autograd", "δHBV", "sequential (operator splitting), autograd", "1 d"),
-    Variant("euler1d", "dhbv_euler1d", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 d"),
-    Variant("euler4h", "dhbv_euler4h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "4 h"),
-    Variant("euler1h", "dhbv_euler1h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 h"),
-    Variant("rk4", "dhbv_rk4", "autograd", "δHBV", "fourth-order Runge-Kutta explicit, autograd", "1 d"),
-    Variant("adjoint", "dhbv_adj", "adjoint", "δHBV.adj", "implicit backward Euler, adjoint", "1 d"),
-    Variant("implicit_autograd", "dhbv_adj", "autograd", "δHBV.adj",
-            "implicit backward Euler, autograd unrolled through Newton", "1 d"),
+    Variant("sequential", "dhbv"),
+    Variant("euler1d", "dhbv_euler1d"),
+    Variant("euler4h", "dhbv_euler4h"),
+    Variant("euler1h", "dhbv_euler1h"),
+    Variant("rk4", "dhbv_rk4"),
+    Variant("adjoint", "dhbv_adj"),
+    Variant("implicit_autograd", "dhbv_adj", other_gradient="autograd"),
 )
+"""The measured rows: ``sequential`` and ``adjoint`` give the ratio."""
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 
 
@@ -117,14 +136,17 @@ def _leaves(spec, n_days: int, n_basins: int, nmul: int, dtype, device, seed: in
 
 
 def _physical(spec, static_u, dynamic_u, routing_u):
-    """Physical parameters and routing (a, b) from the leaves (differentiable)."""
-    from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
+    """Physical parameters and routing (a, b) from the leaves (differentiable; no routing for a
+    structure with its own)."""
+    from benchmark.models.parameters import ROUTING_PARAMETERS
 
-    params = {name: HBV_PARAMETERS[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
-    params.update({name: HBV_PARAMETERS[name].scale(dynamic_u[..., i])
-                   for i, name in enumerate(spec.dynamic_parameters)})
+    table = spec.structure.parameters
+    params = {name: table[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
+    params.update({name: table[name].scale(dynamic_u[..., i]) for i, name in enumerate(spec.dynamic_parameters)})
     if static_u.shape[1] == 1:  # nmul == 1: simulate takes [B] / [T, B] without a component axis
         params = {name: value.squeeze(-1) for name, value in params.items()}
+    if not spec.structure.routed:
+        return params, None
     a = ROUTING_PARAMETERS["route_a"].scale(routing_u[:, 0])
     b = ROUTING_PARAMETERS["route_b"].scale(routing_u[:, 1])
     return params, (a, b)
@@ -157,12 +179,13 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     forcing, _ = _real_forcing(Path(job["raw_dir"]), job["basins"], job["days"])
     forcing = forcing.to(dtype=dtype, device=device)
     leaves = _leaves(spec, job["days"], job["basins"], job["nmul"], dtype, device, job["seed"])
-    options = {"scheme": spec.scheme, "substeps": spec.substeps, "capillary_rise": spec.capillary_rise,
-               "nmul": job["nmul"], "initial_state": INITIAL_STORAGE_MM}
-    if spec.scheme == "implicit":
-        options["gradient"] = job["gradient"]
+    options = {**spec.simulate_options(), "gradient": job["gradient"], "nmul": job["nmul"],
+               "initial_state": INITIAL_STORAGE_MM}
     if job["compile"]:
-        options["solver_options"] = {"compile": True}
+        # the compiled schemes: autograd through the compiled daily update, the full-vector Newton
+        options["solver_options"] = {"compile": True, "eliminate": False}
+        if options["gradient"] == "manual":
+            options["gradient"] = "autograd"
 
     def sync() -> None:
         if device.type == "cuda":
@@ -313,7 +336,7 @@ def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) 
             measured[variant.key].append(result)
             print(f"perf: {variant.key}: {result['step_s']:.3f} s/step (forward {result['forward_s']:.3f}, "
                   f"backward {result['backward_s']:.3f}), {result['peak_memory_MB']:.0f} MB", flush=True)
-    rows = [{**v.__dict__, **_combine_rounds(measured[v.key])} for v in selected]
+    rows = [{**v.row(), **_combine_rounds(measured[v.key])} for v in selected]
     ratio = None
     if measured.get("adjoint") and measured.get("sequential"):
         ratio = statistics.median(a["step_s"] / s["step_s"] for a, s in zip(measured["adjoint"], measured["sequential"]))

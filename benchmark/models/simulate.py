@@ -28,6 +28,7 @@ from benchmark.models.base import Forcing, Structure
 from benchmark.models.hbv import HBV
 from benchmark.models.routing import route
 from benchmark.solvers import SCHEME_NAMES, make_scheme
+from benchmark.solvers.base import TimeScheme
 from benchmark.solvers.newton import NewtonOptions
 
 SCHEMES: tuple[str, ...] = SCHEME_NAMES
@@ -136,6 +137,32 @@ def _gradient(gradient: str | None, scheme: str, simple: Mapping[str, Any]) -> s
     return legacy
 
 
+def prepare(structure: Structure | None, scheme: str, *, substeps: int = 1, gradient: str | None = None,
+            solver_options: Any = None, capillary_rise: bool = False, params: Mapping[str, Any] = {}
+            ) -> tuple[Structure, TimeScheme, str]:
+    """The structure, the time scheme and the gradient method of a run, checked to go together.
+
+    Takes :func:`simulate`'s arguments of the same names; callers that run many simulations
+    (the network) call it once up front, so that an invalid combination is refused before any
+    work (``params`` only decides whether HBV's NDC is learned when ``structure`` is None).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown scheme, option or gradient method, or a combination that does not go together.
+    """
+    if scheme not in SCHEMES:
+        raise ConfigError(f"simulate: unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    simple, newton = _split_options(solver_options)
+    model = _structure(structure, capillary_rise, scheme, params)
+    try:
+        time_scheme = make_scheme(scheme, substeps=substeps, compile=bool(simple.get("compile", False)),
+                                  newton=newton)
+        return model, time_scheme, time_scheme.check(model, _gradient(gradient, scheme, simple))
+    except ConfigError as error:
+        raise ConfigError(f"simulate: {error}") from None
+
+
 def simulate(
     forcing: torch.Tensor,
     params: Mapping[str, Any],
@@ -209,18 +236,11 @@ def simulate(
         ``iterations`` (int ``[T, B, nmul]``).
     """
     _check_forcing(forcing)
-    if scheme not in SCHEMES:
-        raise ConfigError(f"simulate: unknown scheme {scheme!r}; expected one of {SCHEMES}")
     if not isinstance(nmul, int) or nmul < 1:
         raise ConfigError(f"simulate: nmul must be a positive integer, got {nmul!r}")
-    simple, newton = _split_options(solver_options)
-    model = _structure(structure, capillary_rise, scheme, params)
-    try:
-        time_scheme = make_scheme(scheme, substeps=substeps, compile=bool(simple.get("compile", False)),
-                                  newton=newton)
-        gradient = time_scheme.check(model, _gradient(gradient, scheme, simple))
-    except ConfigError as error:
-        raise ConfigError(f"simulate: {error}") from None
+    model, time_scheme, gradient = prepare(structure, scheme, substeps=substeps, gradient=gradient,
+                                           solver_options=solver_options, capillary_rise=capillary_rise,
+                                           params=params)
 
     n_days, n_basins, _ = forcing.shape
     p = _layout_parameters(params, model, n_days, n_basins, nmul, forcing)

@@ -29,9 +29,9 @@ class GradientMethod:
 
 GRADIENTS: dict[str, GradientMethod] = {
     g.name: g for g in (
-        GradientMethod("autograd", "autograd through the time loop"),
-        GradientMethod("manual", "hand-written reverse pass of the daily update"),
-        GradientMethod("adjoint", "discrete adjoint of backward Euler"),
+        GradientMethod("autograd", "autograd"),
+        GradientMethod("manual", "hand-written backward"),
+        GradientMethod("adjoint", "adjoint"),
     )
 }
 """Every gradient method by name."""

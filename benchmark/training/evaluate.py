@@ -69,7 +69,7 @@ def predict(
     Returns
     -------
     series
-        ``Q``, ``Q_unrouted``, ``Q2``, ``ET``: arrays ``[test days, basins]`` (mm/day).
+        ``Q``, ``Q_unrouted``, ``Q2`` (when the structure has it), ``ET``: arrays ``[test days, basins]`` (mm/day).
     parameters
         ``param_<NAME>`` and ``route_a``/``route_b``: arrays ``[basins]`` (physical units),
         time mean over the test days and mean over components.
@@ -86,7 +86,8 @@ def predict(
         cols = slice(lo, min(lo + chunk_basins, n_basins))
         out = model(data.inputs[first : end + 1, cols], data.forcing[first : end + 1, cols])
         for name in OUTPUT_SERIES:
-            series[name].append(out[name][keep].detach().cpu().double().numpy())
+            if name in out:  # a structure without a baseflow series (Q2) has no BFI
+                series[name].append(out[name][keep].detach().cpu().double().numpy())
         for name, value in out["params"].items():
             value = value.detach()
             if value.dim() >= 2 and value.shape[0] == end - first + 1 and name in model.layout.dynamic_parameters:
@@ -94,11 +95,11 @@ def predict(
             if value.dim() == 2:
                 value = value.mean(dim=-1)
             parameters.setdefault(f"param_{name}", []).append(value.cpu().double().numpy())
-        for name, value in zip(("route_a", "route_b"), out["routing"]):
+        for name, value in zip(("route_a", "route_b"), out["routing"] or ()):  # None: the structure routes itself
             parameters.setdefault(name, []).append(value.detach().cpu().double().numpy())
         merge_solver_stats(stats, summarize_solver_stats(out.get("stats")))
     return (
-        {name: np.concatenate(parts, axis=1) for name, parts in series.items()},
+        {name: np.concatenate(parts, axis=1) for name, parts in series.items() if parts},
         {name: np.concatenate(parts) for name, parts in parameters.items()},
         public_stats(stats),
     )
@@ -114,9 +115,11 @@ def predictions_dataset(
         "qsim": (("basin", "date"), series["Q"].T.astype(np.float32), {"units": "mm/day", "long_name": "routed streamflow"}),
         "qobs": (("basin", "date"), qobs.T.astype(np.float32), {"units": "mm/day", "long_name": "observed streamflow"}),
         "Q_unrouted": (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"}),
-        "Q2": (("basin", "date"), series["Q2"].T.astype(np.float32), {"units": "mm/day", "long_name": "baseflow"}),
-        "ET": (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"}),
     }
+    if "Q2" in series:  # a structure without a baseflow series has no BFI
+        data_vars["Q2"] = (("basin", "date"), series["Q2"].T.astype(np.float32),
+                           {"units": "mm/day", "long_name": "baseflow"})
+    data_vars["ET"] = (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"})
     for name, values in parameters.items():
         data_vars[name] = (("basin",), values.astype(np.float32), {"long_name": "test-period and component mean"})
     return xr.Dataset(data_vars, coords=coords, attrs={"model": model_name})
