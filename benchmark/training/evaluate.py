@@ -114,9 +114,9 @@ def predictions_dataset(
     data_vars: dict[str, Any] = {
         "qsim": (("basin", "date"), series["Q"].T.astype(np.float32), {"units": "mm/day", "long_name": "routed streamflow"}),
         "qobs": (("basin", "date"), qobs.T.astype(np.float32), {"units": "mm/day", "long_name": "observed streamflow"}),
-        "Q_unrouted": (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"}),
     }
-    if "Q2" in series:  # a structure without a baseflow series has no BFI
+    if "Q2" in series:  # the baseflow index needs both; a structure without a baseflow series has no BFI
+        data_vars["Q_unrouted"] = (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"})
         data_vars["Q2"] = (("basin", "date"), series["Q2"].T.astype(np.float32),
                            {"units": "mm/day", "long_name": "baseflow"})
     data_vars["ET"] = (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"})
