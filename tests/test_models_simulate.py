@@ -191,7 +191,7 @@ def test_sequential_backward_switch_gives_the_same_gradients():
 
 def test_registry_names_and_variants():
     assert set(MODEL_NAMES) == {"dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", "dhbv_euler1d",
-                                "dhbv_euler4h", "dhbv_euler1h", "dhbv_rk4"}
+                                "dhbv_euler4h", "dhbv_euler1h", "dhbv_rk4", "gr4j", "gr4j_adj"}
     dhbv, adj = get_model_spec("dhbv"), get_model_spec("dhbv_adj")
     # δHBV's gradient is reverse mode through the daily update, written by hand (same values as autograd)
     assert (dhbv.scheme, dhbv.gradient, dhbv.dynamic_parameters) == ("sequential", "manual", ("BETA", "BETAET"))

@@ -12,7 +12,7 @@ Song et al. (2024): δHBV (sequential) learns β and γ (BETA, BETAET) as dynami
 δHBV.adj (implicit + adjoint) β, γ and FC. The explicit-scheme variants of Table A2 are δHBV
 with another time scheme, so they keep δHBV's dynamic parameters. The sequential improved
 model fixes θNDC to 1; the implicit improved model learns it. Rows are in the paper's order
-(Table 1, then Table A2).
+(Table 1, then Table A2), then the GR4J pair (docs/gr4j.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmark.errors import ConfigError
 from benchmark.models.base import Structure
+from benchmark.models.gr4j import GR4J
 from benchmark.models.hbv import HBV
 from benchmark.solvers import make_scheme
 from benchmark.solvers.base import TimeScheme
@@ -118,6 +119,9 @@ class ModelSpec:
 
 _SEQUENTIAL_DYNAMIC = ("BETA", "BETAET")
 _ADJOINT_DYNAMIC = ("BETA", "BETAET", "FC")
+_GR4J_DYNAMIC = ("X1", "X2")
+"""GR4J has no shape parameters: the production store capacity varies in time as δHBV.adj's FC does
+(seasonal root-zone capacity), and the groundwater exchange with the season's aquifer level."""
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -139,6 +143,11 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                   "δHBV with explicit Euler, 1 h steps", substeps=24),
         ModelSpec("dhbv_rk4", HBV(), "rk4", "autograd", _SEQUENTIAL_DYNAMIC, "δHBV RK4 1 d", "#7F7F7F",
                   "δHBV with classical Runge-Kutta 4, 1 d steps"),
+        ModelSpec("gr4j", GR4J(), "sequential", "autograd", _GR4J_DYNAMIC, "δGR4J", "#332288",
+                  "δGR4J: GR4J (state-space, Nash-cascade unit hydrographs, HBV snow), daily operator splitting"),
+        ModelSpec("gr4j_adj", GR4J(), "implicit", "adjoint", _GR4J_DYNAMIC, "δGR4J.adj", "#AA4499",
+                  "δGR4J.adj: GR4J by implicit backward Euler, adjoint gradients (torch.func Jacobian)",
+                  counterpart="gr4j"),
     )
 }
 
