@@ -1,8 +1,9 @@
 """``hbvbench perf``: training-step time and peak memory of every time scheme (the paper's Table A2).
 
-For each scheme x gradient method -- sequential (autograd), explicit Euler 1 d / 4 h / 1 h,
-RK4 1 d (autograd), implicit backward Euler with the adjoint, and implicit with autograd
-unrolled through Newton -- one *training step* is timed: parameters from leaf tensors (as a
+For each scheme x gradient method of Table A2 -- sequential (hand-written backward), explicit
+Euler 1 d / 4 h / 1 h, RK4 1 d (autograd), implicit backward Euler with the adjoint, and implicit
+with autograd unrolled through Newton -- and for every other registry model (its own scheme and
+gradient: the improved δHBV variants, δGR4J, δGR4J.adj), one *training step* is timed: parameters from leaf tensors (as a
 network's sigmoid outputs would be), :func:`benchmark.models.simulate` over B basins x T days
 x nmul components with gamma routing, a loss on the routed flow, and ``backward()``.
 
@@ -75,7 +76,7 @@ class Variant:
                 "scheme_text": scheme_text, "time_step": spec.time_step}
 
 
-VARIANTS: tuple[Variant, ...] = (
+TABLE_A2: tuple[Variant, ...] = (
     Variant("sequential", "dhbv"),
     Variant("euler1d", "dhbv_euler1d"),
     Variant("euler4h", "dhbv_euler4h"),
@@ -84,8 +85,15 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("adjoint", "dhbv_adj"),
     Variant("implicit_autograd", "dhbv_adj", other_gradient="autograd"),
 )
-"""The measured rows: ``sequential`` and ``adjoint`` give the ratio."""
-VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+"""The rows of the paper's Table A2 (``sequential`` and ``adjoint`` give the ratio)."""
+
+
+def variants() -> tuple[Variant, ...]:
+    """Table A2's rows, then one row per other registry model, keyed by its name."""
+    from benchmark.models.registry import MODEL_NAMES
+
+    measured = {v.model for v in TABLE_A2}
+    return TABLE_A2 + tuple(Variant(name, name) for name in MODEL_NAMES if name not in measured)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -324,7 +332,7 @@ def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) 
     """
     ctx = multiprocessing.get_context("spawn")
     rounds = int(config.get("rounds", 1))
-    selected = [v for v in VARIANTS if v.key in keys]
+    selected = [v for v in variants() if v.key in keys]
     measured: dict[str, list[dict]] = {v.key: [] for v in selected}
     for round_ in range(rounds):
         for variant in selected:
@@ -368,9 +376,11 @@ def run_perf(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: no CUDA device is available here")
-    unknown = [k for k in args.variants if k not in VARIANT_KEYS]
+    known = [v.key for v in variants()]
+    requested = args.variants or known
+    unknown = [k for k in requested if k not in known]
     if unknown:
-        raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(VARIANT_KEYS)}")
+        raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(known)}")
     raw_dir = args.raw_dir
     if raw_dir is None:
         raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
@@ -378,7 +388,7 @@ def run_perf(args: argparse.Namespace) -> int:
                          device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
                          compile_=bool(args.compile),
                          seed=args.seed)
-    rows, ratio = measure_variants(config, args.variants)
+    rows, ratio = measure_variants(config, requested)
     out_dir = Path(args.out)
     table = _markdown(rows, config, ratio)
     from benchmark.training.trainer import atomic_write_text
@@ -409,8 +419,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "of the per-round ratios (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANT_KEYS), metavar="NAME",
-                        help=f"subset of: {', '.join(VARIANT_KEYS)}")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help=f"subset of the Table A2 rows ({', '.join(v.key for v in TABLE_A2)}) and the other "
+                             "registry models by name (default: all)")
     parser.add_argument("--raw-dir", type=Path, default=None, help="CAMELS-US folder (default: params.yaml data.raw_dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default reports/perf/)")
