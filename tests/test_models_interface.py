@@ -157,13 +157,19 @@ def test_compile_is_refused_where_it_would_silently_change_the_algorithm():
         simulate(_forcing(), _params(HBV_PARAMETERS), scheme="implicit", solver_options={"compile": True})
 
 
+class _NoReverseHBV(HBV):
+    """HBV's operator-split update without its hand-written reverse pass."""
+
+    @property
+    def has_hand_written_backward(self) -> bool:
+        return False
+
+
 def test_a_structure_without_hand_written_backward_refuses_the_manual_gradient():
-    structure = DenseHBV()
-    object.__setattr__(structure, "closed_form", True)
-    no_reverse = type("NoReverse", (DenseHBV,), {"has_hand_written_backward": property(lambda self: False)})()
     with pytest.raises(ConfigError, match="has no hand-written backward"):
-        make_scheme("sequential").check(no_reverse, "manual")
-    assert make_scheme("sequential").check(no_reverse, None) == "autograd"  # its default
+        make_scheme("sequential").check(_NoReverseHBV(), "manual")
+    assert make_scheme("sequential").check(_NoReverseHBV(), None) == "autograd"  # its default
+    assert make_scheme("sequential").check(HBV(), None) == "manual"
 
 
 def test_legacy_manual_backward_option_maps_to_the_gradient_and_a_contradiction_is_an_error():
