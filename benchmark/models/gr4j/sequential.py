@@ -16,11 +16,12 @@ from typing import Mapping
 import torch
 
 from benchmark.models.base import Forcing, SplitDays
-from benchmark.models.gr4j.fluxes import I_MELT, I_PROD, I_ROUT, I_SNOW, UH1, UH2, cascade_rates, interception
+from benchmark.models.gr4j.fluxes import (
+    I_MELT, I_PROD, I_ROUT, I_SNOW, REPORTED_FLUXES, UH1, UH2, cascade_rates, interception,
+)
 from benchmark.models.gr4j.parameters import EXCHANGE_EXPONENT, N_UH1, N_UH2, UH1_SHARE
 from benchmark.models.snow import SnowForcing, snow_forcing, split_snow_day
 
-FLUX_NAMES: tuple[str, ...] = ("Qr", "Qd", "ET", "Ps", "Perc", "exchange")
 
 _FORCING_TERMS = 5  # snowfall, rain, melt_pot, refreeze_pot, PET
 _PARAMETERS = ("X1", "X2", "X3", "CWH")
@@ -64,7 +65,7 @@ def _cascade(stores: torch.Tensor, inflow: torch.Tensor, E: torch.Tensor, g: tor
 
 
 def _step(state, day):
-    """One day: (state, fluxes in the order of :data:`FLUX_NAMES`)."""
+    """One day: (state, fluxes in the order of the structure's reported fluxes)."""
     snow, meltwater, prod, uh1, uh2, rout = state
     snowfall, rain, melt_pot, refreeze_pot, pet, X1, X2, X3, cwh, e1, g1, e2, g2 = day
     snow, meltwater, released, _ = split_snow_day(snow, meltwater, SnowForcing(snowfall, rain, melt_pot, refreeze_pot),
@@ -108,4 +109,4 @@ def split_days(x: Forcing, p: Mapping[str, torch.Tensor], S0: torch.Tensor) -> S
     inputs = terms + [params[name] for name in _PARAMETERS]
     inputs += [*cascade_exact(k1, N_UH1), *cascade_exact(k2, N_UH2)]
     dynamic = [True] * _FORCING_TERMS + [params[name].dim() == rank for name in _PARAMETERS] + [x4_dynamic] * 4
-    return SplitDays(step=_step, inputs=inputs, dynamic=dynamic, flux_names=FLUX_NAMES, unpack=_unpack, stack=_stack)
+    return SplitDays(step=_step, inputs=inputs, dynamic=dynamic, flux_names=REPORTED_FLUXES, unpack=_unpack, stack=_stack)

@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 import torch
 
 from benchmark.models.base import Forcing, SplitDays
+from benchmark.models.hbv.fluxes import REPORTED_FLUXES
 from benchmark.models.hbv.parameters import BASE_PARAMETERS
 from benchmark.models.reverse import where_else_zero, zero_where
 from benchmark.models.snow import SnowForcing, snow_forcing, split_snow_day, split_snow_day_reverse
@@ -39,10 +40,9 @@ from benchmark.models.snow import SnowForcing, snow_forcing, split_snow_day, spl
 SM_MIN_SEQUENTIAL = 1e-5
 """Floor of soil moisture (and of SLZ after capillary rise) in the sequential scheme (mm)."""
 
-FLUX_NAMES: tuple[str, ...] = (
-    "Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary", "floor_source",
-)
-"""Daily fluxes (mm/day) of the operator-split update, in this order.
+FLUX_NAMES: tuple[str, ...] = REPORTED_FLUXES + ("floor_source",)
+"""Daily fluxes (mm/day) of the operator-split update, in this order (HBV's reported fluxes, then
+the floor source).
 
 ``floor_source`` is the water the scheme creates by flooring SM (and SLZ after capillary rise)
 at :data:`SM_MIN_SEQUENTIAL`; with it the daily balance closes to rounding:
