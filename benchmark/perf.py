@@ -1,8 +1,9 @@
 """``hbvbench perf``: training-step time and peak memory of every time scheme (the paper's Table A2).
 
-For each scheme x gradient method -- sequential (autograd), explicit Euler 1 d / 4 h / 1 h,
-RK4 1 d (autograd), implicit backward Euler with the adjoint, and implicit with autograd
-unrolled through Newton -- one *training step* is timed: parameters from leaf tensors (as a
+For each scheme x gradient method of Table A2 -- sequential (hand-written backward), explicit
+Euler 1 d / 4 h / 1 h, RK4 1 d (autograd), implicit backward Euler with the adjoint, and implicit
+with autograd unrolled through Newton -- and for every other registry model (its own scheme and
+gradient: the improved δHBV variants, δGR4J, δGR4J.adj), one *training step* is timed: parameters from leaf tensors (as a
 network's sigmoid outputs would be), :func:`benchmark.models.simulate` over B basins x T days
 x nmul components with gamma routing, a loss on the routed flow, and ``backward()``.
 
@@ -46,27 +47,53 @@ scheme's (SM/FC)^BETA a 0 * log 0 gradient)."""
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the table: a registered model and its gradient method."""
+    """One row of the table: a registry model, with its own gradient method or another one.
+
+    Label, scheme and time step come from the model's registry row.
+    """
 
     key: str
     model: str
-    gradient: str
-    label: str
-    scheme_text: str
-    time_step: str
+    other_gradient: str | None = None
+
+    @property
+    def spec(self) -> Any:
+        from benchmark.models.registry import get_model_spec
+
+        return get_model_spec(self.model)
+
+    @property
+    def gradient(self) -> str:
+        return self.other_gradient or self.spec.gradient
+
+    def row(self) -> dict[str, str]:
+        """The fields a result row carries (``hbvbench report`` reads them from perf.json)."""
+        from benchmark.solvers.base import GRADIENTS
+
+        spec = self.spec
+        scheme_text = f"{spec.time_scheme().description}, {GRADIENTS[self.gradient].description}"
+        return {"key": self.key, "model": self.model, "gradient": self.gradient, "label": spec.label,
+                "scheme_text": scheme_text, "time_step": spec.time_step}
 
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("sequential", "dhbv", "autograd", "δHBV", "sequential (operator splitting), autograd", "1 d"),
-    Variant("euler1d", "dhbv_euler1d", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 d"),
-    Variant("euler4h", "dhbv_euler4h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "4 h"),
-    Variant("euler1h", "dhbv_euler1h", "autograd", "δHBV", "fixed-step explicit Euler, autograd", "1 h"),
-    Variant("rk4", "dhbv_rk4", "autograd", "δHBV", "fourth-order Runge-Kutta explicit, autograd", "1 d"),
-    Variant("adjoint", "dhbv_adj", "adjoint", "δHBV.adj", "implicit backward Euler, adjoint", "1 d"),
-    Variant("implicit_autograd", "dhbv_adj", "autograd", "δHBV.adj",
-            "implicit backward Euler, autograd unrolled through Newton", "1 d"),
+TABLE_A2: tuple[Variant, ...] = (
+    Variant("sequential", "dhbv"),
+    Variant("euler1d", "dhbv_euler1d"),
+    Variant("euler4h", "dhbv_euler4h"),
+    Variant("euler1h", "dhbv_euler1h"),
+    Variant("rk4", "dhbv_rk4"),
+    Variant("adjoint", "dhbv_adj"),
+    Variant("implicit_autograd", "dhbv_adj", other_gradient="autograd"),
 )
-VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+"""The rows of the paper's Table A2 (``sequential`` and ``adjoint`` give the ratio)."""
+
+
+def variants() -> tuple[Variant, ...]:
+    """Table A2's rows, then one row per other registry model, keyed by its name."""
+    from benchmark.models.registry import MODEL_NAMES
+
+    measured = {v.model for v in TABLE_A2}
+    return TABLE_A2 + tuple(Variant(name, name) for name in MODEL_NAMES if name not in measured)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -117,14 +144,17 @@ def _leaves(spec, n_days: int, n_basins: int, nmul: int, dtype, device, seed: in
 
 
 def _physical(spec, static_u, dynamic_u, routing_u):
-    """Physical parameters and routing (a, b) from the leaves (differentiable)."""
-    from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
+    """Physical parameters and routing (a, b) from the leaves (differentiable; no routing for a
+    structure with its own)."""
+    from benchmark.models.parameters import ROUTING_PARAMETERS
 
-    params = {name: HBV_PARAMETERS[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
-    params.update({name: HBV_PARAMETERS[name].scale(dynamic_u[..., i])
-                   for i, name in enumerate(spec.dynamic_parameters)})
+    table = spec.structure.parameters
+    params = {name: table[name].scale(static_u[..., i]) for i, name in enumerate(spec.static_parameters)}
+    params.update({name: table[name].scale(dynamic_u[..., i]) for i, name in enumerate(spec.dynamic_parameters)})
     if static_u.shape[1] == 1:  # nmul == 1: simulate takes [B] / [T, B] without a component axis
         params = {name: value.squeeze(-1) for name, value in params.items()}
+    if not spec.structure.routed:
+        return params, None
     a = ROUTING_PARAMETERS["route_a"].scale(routing_u[:, 0])
     b = ROUTING_PARAMETERS["route_b"].scale(routing_u[:, 1])
     return params, (a, b)
@@ -157,12 +187,13 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     forcing, _ = _real_forcing(Path(job["raw_dir"]), job["basins"], job["days"])
     forcing = forcing.to(dtype=dtype, device=device)
     leaves = _leaves(spec, job["days"], job["basins"], job["nmul"], dtype, device, job["seed"])
-    options = {"scheme": spec.scheme, "substeps": spec.substeps, "capillary_rise": spec.capillary_rise,
-               "nmul": job["nmul"], "initial_state": INITIAL_STORAGE_MM}
-    if spec.scheme == "implicit":
-        options["gradient"] = job["gradient"]
+    options = {**spec.simulate_options(), "gradient": job["gradient"], "nmul": job["nmul"],
+               "initial_state": INITIAL_STORAGE_MM}
     if job["compile"]:
-        options["solver_options"] = {"compile": True}
+        # the compiled schemes: autograd through the compiled daily update, the full-vector Newton
+        options["solver_options"] = {"compile": True, "eliminate": False}
+        if options["gradient"] == "manual":
+            options["gradient"] = "autograd"
 
     def sync() -> None:
         if device.type == "cuda":
@@ -301,7 +332,7 @@ def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) 
     """
     ctx = multiprocessing.get_context("spawn")
     rounds = int(config.get("rounds", 1))
-    selected = [v for v in VARIANTS if v.key in keys]
+    selected = [v for v in variants() if v.key in keys]
     measured: dict[str, list[dict]] = {v.key: [] for v in selected}
     for round_ in range(rounds):
         for variant in selected:
@@ -313,7 +344,7 @@ def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) 
             measured[variant.key].append(result)
             print(f"perf: {variant.key}: {result['step_s']:.3f} s/step (forward {result['forward_s']:.3f}, "
                   f"backward {result['backward_s']:.3f}), {result['peak_memory_MB']:.0f} MB", flush=True)
-    rows = [{**v.__dict__, **_combine_rounds(measured[v.key])} for v in selected]
+    rows = [{**v.row(), **_combine_rounds(measured[v.key])} for v in selected]
     ratio = None
     if measured.get("adjoint") and measured.get("sequential"):
         ratio = statistics.median(a["step_s"] / s["step_s"] for a, s in zip(measured["adjoint"], measured["sequential"]))
@@ -345,9 +376,11 @@ def run_perf(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: no CUDA device is available here")
-    unknown = [k for k in args.variants if k not in VARIANT_KEYS]
+    known = [v.key for v in variants()]
+    requested = args.variants or known
+    unknown = [k for k in requested if k not in known]
     if unknown:
-        raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(VARIANT_KEYS)}")
+        raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(known)}")
     raw_dir = args.raw_dir
     if raw_dir is None:
         raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
@@ -355,7 +388,7 @@ def run_perf(args: argparse.Namespace) -> int:
                          device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
                          compile_=bool(args.compile),
                          seed=args.seed)
-    rows, ratio = measure_variants(config, args.variants)
+    rows, ratio = measure_variants(config, requested)
     out_dir = Path(args.out)
     table = _markdown(rows, config, ratio)
     from benchmark import atomic
@@ -386,8 +419,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "of the per-round ratios (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANT_KEYS), metavar="NAME",
-                        help=f"subset of: {', '.join(VARIANT_KEYS)}")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help=f"subset of the Table A2 rows ({', '.join(v.key for v in TABLE_A2)}) and the other "
+                             "registry models by name (default: all)")
     parser.add_argument("--raw-dir", type=Path, default=None, help="CAMELS-US folder (default: params.yaml data.raw_dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default reports/perf/)")

@@ -498,7 +498,8 @@ def standard_tags(
     dict
         ``profile``, ``git_commit``, ``git_dirty``, ``data_md5`` (when ``dvc.lock`` has
         it), and from the spec: ``model``, ``scheme``, ``gradient``, ``structure``
-        (``capillary_rise`` or ``standard``), ``substeps``.
+        (HBV's ``capillary_rise`` or ``standard``), ``model_structure`` (``hbv``, ``gr4j``, ...),
+        ``substeps``.
     """
     tags: dict[str, str] = {"profile": str(profile)}
     tags.update(git_state(repo))
@@ -513,6 +514,9 @@ def standard_tags(
         capillary = getattr(model_spec, "capillary_rise", None)
         if capillary is not None:
             tags["structure"] = "capillary_rise" if capillary else "standard"
+        structure = getattr(model_spec, "structure", None)
+        if structure is not None:
+            tags["model_structure"] = str(structure.name)
     return tags
 
 

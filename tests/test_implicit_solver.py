@@ -19,7 +19,8 @@ from benchmark.models import hbv
 from benchmark.models.hbv import SM_FLOOR, Forcing
 from benchmark.models.parameters import HBV_PARAMETERS
 from benchmark.models.routing import route
-from benchmark.solvers.implicit import NewtonOptions, integrate_backward_euler, rhs_and_jacobian
+from benchmark.models.hbv.jacobian import rhs_and_jacobian
+from benchmark.solvers.implicit import NewtonOptions, integrate_backward_euler
 from tests.models_reference import ROUTING, assert_matches, forcing, mid_params, reference_frame
 
 RAW_DIR = "data/camels_us"

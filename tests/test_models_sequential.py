@@ -14,7 +14,7 @@ import torch
 
 from benchmark.models import simulate
 from benchmark.models.parameters import HBV_PARAMETERS
-from benchmark.solvers.sequential import SM_MIN_SEQUENTIAL
+from benchmark.models.hbv.sequential import SM_MIN_SEQUENTIAL
 from tests.models_reference import (
     ROUTING,
     SEQUENTIAL_INITIAL_STORAGE_MM,
@@ -162,7 +162,8 @@ def test_hand_written_backward_equals_autograd_through_the_loop(capillary_rise):
     # every output weighted (states of every day and all fluxes), dynamic BETA/BETAET/FC,
     # random parameters over their whole ranges and non-empty initial storages
     from benchmark.models.hbv import Forcing
-    from benchmark.solvers.sequential import FLUX_NAMES, integrate_sequential
+    from benchmark.models.hbv.sequential import FLUX_NAMES
+    from benchmark.solvers.sequential import integrate_sequential
 
     g = torch.Generator().manual_seed(3)
     n_days, n_basins, nmul = 150, 3, 4

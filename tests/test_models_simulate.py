@@ -142,7 +142,9 @@ def test_forcing_must_be_days_basins_three(bad):
 
 
 def test_adjoint_gradient_is_only_for_the_implicit_scheme():
-    with pytest.raises(ConfigError, match="only gradient='autograd'"):
+    with pytest.raises(ConfigError, match="euler scheme supports only gradient='autograd', got 'adjoint'"):
+        simulate(real_forcing(), mid_params(n_basins=N_BASINS), scheme="euler", gradient="adjoint")
+    with pytest.raises(ConfigError, match="sequential scheme supports only gradient='manual' or 'autograd'"):
         simulate(real_forcing(), mid_params(n_basins=N_BASINS), scheme="sequential", gradient="adjoint")
 
 
@@ -189,9 +191,10 @@ def test_sequential_backward_switch_gives_the_same_gradients():
 
 def test_registry_names_and_variants():
     assert set(MODEL_NAMES) == {"dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", "dhbv_euler1d",
-                                "dhbv_euler4h", "dhbv_euler1h", "dhbv_rk4"}
+                                "dhbv_euler4h", "dhbv_euler1h", "dhbv_rk4", "gr4j", "gr4j_adj"}
     dhbv, adj = get_model_spec("dhbv"), get_model_spec("dhbv_adj")
-    assert (dhbv.scheme, dhbv.gradient, dhbv.dynamic_parameters) == ("sequential", "autograd", ("BETA", "BETAET"))
+    # δHBV's gradient is reverse mode through the daily update, written by hand (same values as autograd)
+    assert (dhbv.scheme, dhbv.gradient, dhbv.dynamic_parameters) == ("sequential", "manual", ("BETA", "BETAET"))
     assert (adj.scheme, adj.gradient, adj.dynamic_parameters) == ("implicit", "adjoint", ("BETA", "BETAET", "FC"))
     assert "C" in get_model_spec("dhbv_cr").parameter_names
     assert "NDC" not in get_model_spec("dhbv_cr").parameter_names  # fixed to 1 in the sequential model
@@ -206,8 +209,32 @@ def test_registry_names_and_variants():
         dhbv.scheme = "rk4"  # frozen
 
 
+def test_a_registry_row_is_checked_when_it_is_defined():
+    from benchmark.models.hbv import HBV
+    from benchmark.models.registry import ModelSpec
+
+    row = dict(name="x", structure=HBV(), dynamic_parameters=("BETA",), label="x", colour="#000000", description="x")
+    with pytest.raises(ConfigError, match="model x: the euler scheme supports only gradient='autograd'"):
+        ModelSpec(scheme="euler", gradient="adjoint", **row)
+    with pytest.raises(ConfigError, match="model x: the sequential scheme cannot run HBV with capillary rise"):
+        ModelSpec(**{**row, "structure": HBV(capillary_rise=True, learn_ndc=True)}, scheme="sequential",
+                  gradient="manual")
+    with pytest.raises(ConfigError, match=r"model x: dynamic parameters \['X1'\] are not parameters of HBV"):
+        ModelSpec(**{**row, "dynamic_parameters": ("X1",)}, scheme="implicit", gradient="adjoint")
+
+
+def test_labels_and_colours_are_one_per_model():
+    from benchmark.models.registry import MODEL_SPECS
+
+    specs = MODEL_SPECS.values()
+    assert len({s.label for s in specs}) == len({s.colour for s in specs}) == len(MODEL_SPECS)
+    assert get_model_spec("dhbv_adj").counterpart == "dhbv"
+    assert get_model_spec("dhbv_adj").scheme_text == "implicit backward Euler + adjoint"
+    assert get_model_spec("dhbv_euler4h").time_step == "4 h"
+
+
 def test_unknown_model_name_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown model 'hbv_adj'.*dhbv, dhbv_cr, dhbv_adj"):
+    with pytest.raises(ConfigError, match="unknown model 'hbv_adj'.*dhbv, dhbv_adj, dhbv_cr"):
         get_model_spec("hbv_adj")
 
 

@@ -10,9 +10,9 @@ from benchmark.errors import ConfigError
 from benchmark.training.trainer import _resolve_seed_epochs, merge_solver_stats, public_stats
 
 
-def test_repository_params_train_the_four_dhbv_variants():
+def test_repository_params_train_the_four_dhbv_variants_and_the_two_gr4j_models():
     params = load_params()
-    assert params.train.models == ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"]
+    assert params.train.models == ["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", "gr4j", "gr4j_adj"]
     assert params.train.alpha == 0.25 and params.train.learning_rate == 1.0
 
 

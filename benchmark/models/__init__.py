@@ -1,4 +1,9 @@
-"""The differentiable HBV family: flux model, routing, registry and the simulation API."""
+"""Model structures (HBV, GR4J), the gamma routing, the registry of benchmark models and ``simulate``.
+
+See docs/model.md and docs/adding-a-model.md: :mod:`~benchmark.models.base` defines what a
+structure provides; each structure lives in its own package; :mod:`~benchmark.models.registry`
+holds one row per benchmark model.
+"""
 
 from benchmark.models.registry import MODEL_NAMES, ModelSpec, get_model_spec
 from benchmark.models.simulate import SCHEMES, simulate

@@ -1,15 +1,17 @@
-"""Run one HBV variant with given physical parameters: the plain simulation API.
+"""Run a model structure with given physical parameters: the plain simulation API.
 
 ``simulate`` is the single code path used by users (parameters in hand, no network) and by the
 trainer (parameters from the LSTM). It
 
 1. checks and lays out the inputs as ``[T, B, nmul]`` (forcing gets a component axis of 1),
-2. dispatches on the time scheme (sequential, explicit Euler, RK4, implicit backward Euler),
-3. averages the daily fluxes over the ``nmul`` components, and
-4. routes the component-mean unrouted flow with the gamma unit hydrograph.
+2. builds the time scheme (:func:`benchmark.solvers.make_scheme`) and checks that it, the
+   structure and the gradient method go together (before anything runs),
+3. runs the scheme, averages the daily fluxes over the ``nmul`` components, and
+4. routes the component-mean outflow with the gamma unit hydrograph (structures with their own
+   routing, such as GR4J, take ``routing=None``).
 
 Shapes (T days, B basins): ``forcing`` [T, B, 3] = (P mm/day, mean T degC, PET mm/day).
-Parameters by name (docs/model.md#parameters): with ``nmul == 1`` static [B] or dynamic [T, B]; with
+Parameters by name (docs/model.md): with ``nmul == 1`` static [B] or dynamic [T, B]; with
 ``nmul > 1`` static [B, nmul] or dynamic [T, B, nmul]; a float or 0-d tensor is the same
 value everywhere.
 """
@@ -22,19 +24,16 @@ from typing import Any, Mapping
 import torch
 
 from benchmark.errors import ConfigError
-from benchmark.models import hbv
-from benchmark.models.hbv import Forcing
-from benchmark.models.parameters import BASE_PARAMETERS
+from benchmark.models.base import Forcing, Structure
+from benchmark.models.hbv import HBV
 from benchmark.models.routing import route
+from benchmark.solvers import SCHEME_NAMES, make_scheme
+from benchmark.solvers.base import TimeScheme
+from benchmark.solvers.newton import NewtonOptions
 
-SCHEMES: tuple[str, ...] = ("implicit", "sequential", "euler", "rk4")
-GRADIENTS: tuple[str, ...] = ("adjoint", "autograd")
-COMPONENT_FLUXES: tuple[str, ...] = ("Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary")
-"""Daily fluxes returned as component means (mm/day)."""
+SCHEMES: tuple[str, ...] = SCHEME_NAMES
 
 _SIMPLE_OPTIONS = ("compile", "manual_backward")
-NEGATIVE_STORAGE_MM = 1e-6
-"""Storages below minus this (mm) count as negative in the explicit schemes' stats."""
 
 
 def _check_forcing(forcing: torch.Tensor) -> None:
@@ -67,35 +66,37 @@ def _layout_parameter(name: str, value: Any, n_days: int, n_basins: int, nmul: i
     raise ConfigError(f"simulate: parameter {name!r} has shape {tuple(v.shape)}; expected {expected}")
 
 
-def _layout_parameters(params: Mapping[str, Any], names: tuple[str, ...], n_days: int, n_basins: int,
+def _layout_parameters(params: Mapping[str, Any], structure: Structure, n_days: int, n_basins: int,
                        nmul: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    names = structure.parameter_names
     missing = [name for name in names if name not in params]
     if missing:
-        raise ConfigError(f"simulate: missing HBV parameter(s) {missing}; got {sorted(params)}")
+        raise ConfigError(f"simulate: missing {type(structure).__name__} parameter(s) {missing}; got {sorted(params)}")
     return {name: _layout_parameter(name, params[name], n_days, n_basins, nmul, like) for name in names}
 
 
-def _initial_state(initial_state: Any, n_basins: int, nmul: int, like: torch.Tensor) -> torch.Tensor:
-    shape = (n_basins, nmul, hbv.N_STORAGES)
+def _initial_state(initial_state: Any, n_basins: int, nmul: int, n_storages: int, like: torch.Tensor
+                   ) -> torch.Tensor:
+    shape = (n_basins, nmul, n_storages)
     if initial_state is None:
         return torch.zeros(shape, dtype=like.dtype, device=like.device)
     s0 = torch.as_tensor(initial_state).to(dtype=like.dtype, device=like.device)
-    if s0.dim() == 2 and s0.shape[-1] == hbv.N_STORAGES:
-        s0 = s0.unsqueeze(1)  # [B, 5]: the same initial storages in every component
+    if s0.dim() == 2 and s0.shape[-1] == n_storages:
+        s0 = s0.unsqueeze(1)  # [B, n]: the same initial storages in every component
     try:
         return torch.broadcast_to(s0, shape)
     except RuntimeError:
         raise ConfigError(
-            f"simulate: initial_state has shape {tuple(s0.shape)}; expected [{n_basins}, {nmul}, 5], "
-            f"[{n_basins}, 5] or a scalar (mm)"
+            f"simulate: initial_state has shape {tuple(s0.shape)}; expected [{n_basins}, {nmul}, {n_storages}], "
+            f"[{n_basins}, {n_storages}] or a scalar (mm)"
         ) from None
 
 
-def _split_options(solver_options: Any) -> tuple[dict[str, Any], Any]:
+def _split_options(solver_options: Any) -> tuple[dict[str, Any], NewtonOptions | dict[str, Any] | None]:
     """Split ``solver_options`` into the options of the simple schemes and the Newton options.
 
-    Every key must be a :class:`~benchmark.solvers.implicit.NewtonOptions` field or
-    ``compile``, whatever the scheme (a typo is an error, not a silently ignored option).
+    Every key must be a :class:`~benchmark.solvers.newton.NewtonOptions` field, ``compile`` or
+    ``manual_backward``, whatever the scheme (a typo is an error, not a silently ignored option).
     """
     if solver_options is None:
         return {}, None
@@ -103,51 +104,63 @@ def _split_options(solver_options: Any) -> tuple[dict[str, Any], Any]:
         return {"compile": getattr(solver_options, "compile", False)}, solver_options
     if not isinstance(solver_options, Mapping):
         raise ConfigError(f"simulate: solver_options must be a mapping or NewtonOptions, got {solver_options!r}")
-    from benchmark.solvers.implicit import NewtonOptions
-
-    known = {f.name for f in dataclasses.fields(NewtonOptions)} | set(_SIMPLE_OPTIONS)
+    newton_fields = {f.name for f in dataclasses.fields(NewtonOptions)}
+    known = newton_fields | set(_SIMPLE_OPTIONS)
     unknown = sorted(set(solver_options) - known)
     if unknown:
         raise ConfigError(f"simulate: unknown solver option(s) {unknown}; known: {sorted(known)}")
     simple = {k: v for k, v in solver_options.items() if k in _SIMPLE_OPTIONS}
-    return simple, dict(solver_options)
+    return simple, {k: v for k, v in solver_options.items() if k in newton_fields}
 
 
-def _newton_options(newton: Any):
-    from benchmark.solvers.implicit import NewtonOptions
+def _structure(structure: Structure | None, capillary_rise: bool, scheme: str, params: Mapping[str, Any]
+               ) -> Structure:
+    """The structure to run: the one given, or HBV configured by the legacy arguments."""
+    if structure is None:
+        learn_ndc = capillary_rise and scheme != "sequential" and "NDC" in params
+        return HBV(capillary_rise=capillary_rise, learn_ndc=learn_ndc)
+    if not isinstance(structure, Structure):
+        raise ConfigError(f"simulate: structure must be a Structure (e.g. HBV(), GR4J()), got {structure!r}")
+    if capillary_rise:
+        raise ConfigError("simulate: capillary_rise is an option of HBV; pass structure=HBV(capillary_rise=True)")
+    return structure
 
-    if newton is None or isinstance(newton, NewtonOptions):
-        return newton
-    return NewtonOptions(**newton)
+
+def _gradient(gradient: str | None, scheme: str, simple: Mapping[str, Any]) -> str | None:
+    """The asked gradient method, with the legacy ``manual_backward`` option of the sequential scheme."""
+    if scheme != "sequential" or "manual_backward" not in simple:
+        return gradient
+    legacy = "manual" if simple["manual_backward"] else "autograd"
+    if gradient not in (None, legacy):
+        raise ConfigError(f"simulate: solver option manual_backward={simple['manual_backward']} contradicts "
+                          f"gradient={gradient!r}")
+    return legacy
 
 
-def _integrate(scheme: str, x: Forcing, p: dict[str, torch.Tensor], S0: torch.Tensor, *,
-               capillary_rise: bool, substeps: int, gradient: str, compile: bool,
-               manual_backward: bool, newton: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-    """States [T, B, nmul, 5], per-component daily fluxes [T, B, nmul] and solver stats."""
-    if scheme == "sequential":
-        from benchmark.solvers.sequential import integrate_sequential
+def prepare(structure: Structure | None, scheme: str, *, substeps: int = 1, gradient: str | None = None,
+            solver_options: Any = None, capillary_rise: bool = False, params: Mapping[str, Any] = {}
+            ) -> tuple[Structure, TimeScheme, str]:
+    """The structure, the time scheme and the gradient method of a run, checked to go together.
 
-        states, fluxes = integrate_sequential(x, p, S0, capillary_rise=capillary_rise, compile=compile,
-                                              manual_backward=manual_backward)
-        return states, fluxes, {}
-    if scheme in ("euler", "rk4"):
-        from benchmark.solvers.explicit import integrate_explicit
+    Takes :func:`simulate`'s arguments of the same names; callers that run many simulations
+    (the network) call it once up front, so that an invalid combination is refused before any
+    work (``params`` only decides whether HBV's NDC is learned when ``structure`` is None).
 
-        states, fluxes = integrate_explicit(x, p, S0, capillary_rise=capillary_rise, method=scheme,
-                                            substeps=substeps, compile=compile)
-        # storages of an explicit scheme may go negative (the 1-day Euler instability): count the
-        # basin-component-days with a storage below -NEGATIVE_STORAGE_MM (0-d tensor, no sync)
-        stats = {"n_negative_storage": (states.detach().amin(-1) < -NEGATIVE_STORAGE_MM).sum()}
-        return states, fluxes, stats
-    from benchmark.solvers.implicit import integrate_backward_euler
-
-    states, stats = integrate_backward_euler(x, p, S0, capillary_rise=capillary_rise, gradient=gradient,
-                                             options=_newton_options(newton))
-    # backward Euler: the day's flux is the rate at the converged end-of-day storages
-    f = hbv.fluxes(states, x, p, capillary_rise=capillary_rise)
-    fluxes = {name: getattr(f, name) for name in COMPONENT_FLUXES}
-    return states, fluxes, dict(stats)
+    Raises
+    ------
+    ConfigError
+        For an unknown scheme, option or gradient method, or a combination that does not go together.
+    """
+    if scheme not in SCHEMES:
+        raise ConfigError(f"simulate: unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    simple, newton = _split_options(solver_options)
+    model = _structure(structure, capillary_rise, scheme, params)
+    try:
+        time_scheme = make_scheme(scheme, substeps=substeps, compile=bool(simple.get("compile", False)),
+                                  newton=newton)
+        return model, time_scheme, time_scheme.check(model, _gradient(gradient, scheme, simple))
+    except ConfigError as error:
+        raise ConfigError(f"simulate: {error}") from None
 
 
 def simulate(
@@ -162,8 +175,9 @@ def simulate(
     gradient: str | None = None,
     initial_state: Any = None,
     solver_options: Any = None,
+    structure: Structure | None = None,
 ) -> dict[str, Any]:
-    """Simulate an HBV variant for B basins over T days.
+    """Simulate a model structure (HBV by default) for B basins over T days.
 
     Parameters
     ----------
@@ -171,16 +185,17 @@ def simulate(
         ``[T, B, 3]``: precipitation (mm/day), mean temperature (degC), PET (mm/day).
         Its dtype and device are used throughout.
     params
-        Physical parameters by name (docs/model.md#parameters: BETA, FC, K0, K1, K2, LP, PERC, UZL, TT, CFMAX,
-        CFR, CWH, BETAET; plus C with capillary rise, and NDC for the implicit/explicit
-        improved models — default 1 when absent; the sequential model always uses 1).
-        Shapes: ``nmul == 1``: static [B] / dynamic [T, B]; ``nmul > 1``: static [B, nmul] /
-        dynamic [T, B, nmul]; floats are broadcast. Extra names are ignored.
+        Physical parameters by name (docs/model.md; for HBV: BETA, FC, K0, K1, K2, LP, PERC,
+        UZL, TT, CFMAX, CFR, CWH, BETAET; plus C with capillary rise, and NDC for the
+        implicit/explicit improved models — default 1 when absent; the sequential model always
+        uses 1). Shapes: ``nmul == 1``: static [B] / dynamic [T, B]; ``nmul > 1``: static
+        [B, nmul] / dynamic [T, B, nmul]; floats are broadcast. Extra names are ignored.
     scheme
-        ``"implicit"`` (backward Euler + Newton), ``"sequential"`` (Feng et al. 2022 operator
-        splitting), ``"euler"`` (explicit Euler, ``substeps`` per day) or ``"rk4"``.
+        ``"implicit"`` (backward Euler + Newton), ``"sequential"`` (operator splitting; for
+        HBV the δHBV update of Feng et al. 2022), ``"euler"`` (explicit Euler, ``substeps``
+        per day) or ``"rk4"``.
     capillary_rise
-        The "improved" model with capillary rise from the lower zone.
+        HBV only: the "improved" model with capillary rise from the lower zone.
     substeps
         Steps per day of the explicit schemes (Euler 1 d / 4 h / 1 h: 1 / 6 / 24).
     routing
@@ -189,62 +204,53 @@ def simulate(
     nmul
         Number of parallel components per basin; fluxes are averaged over them.
     gradient
-        Implicit scheme only: ``"adjoint"`` (default) or ``"autograd"`` (unrolled Newton).
-        The other schemes always use autograd (``None`` or ``"autograd"``).
+        ``"adjoint"`` (implicit scheme; its default) or ``"autograd"`` (unrolled Newton);
+        ``"manual"`` (sequential scheme: the structure's hand-written reverse pass, its default
+        where the structure has one) or ``"autograd"`` (through the daily loop; same values and
+        gradients, slower); the explicit schemes: ``"autograd"``. Invalid combinations raise
+        :class:`ConfigError` before anything runs.
     initial_state
-        Storages at the start (mm): ``[B, nmul, 5]``, ``[B, 5]`` or a scalar; default zeros.
-        Order: SNOW, MELT, SM, SUZ, SLZ.
+        Storages at the start (mm): ``[B, nmul, n]``, ``[B, n]`` or a scalar; default zeros.
+        Order: the structure's ``storages`` (HBV: SNOW, MELT, SM, SUZ, SLZ).
     solver_options
-        A mapping or :class:`benchmark.solvers.implicit.NewtonOptions`. The implicit scheme
-        reads the Newton options (``tol``, ``rtol``, ``max_iter``, ...); the other schemes
-        read only ``compile`` (``torch.compile`` the per-day step, default off) and, for the
-        sequential scheme, ``manual_backward`` (default True: the whole sequence is one
-        autograd node with a hand-written reverse pass; False: autograd through the daily
-        loop — same values and gradients, slower), and ignore Newton settings.
+        A mapping or :class:`benchmark.solvers.newton.NewtonOptions`. The implicit scheme
+        reads the Newton options (``tol``, ``rtol``, ``max_iter``, ``eliminate``, ``compile``,
+        ...); the other schemes read only ``compile`` (``torch.compile`` the per-day step,
+        default off) and ignore Newton settings (the trainer passes one set of options to
+        every scheme). ``manual_backward`` (sequential scheme) is the older spelling of
+        ``gradient``: True = ``"manual"``, False = ``"autograd"``.
+    structure
+        The model structure (:class:`benchmark.models.base.Structure`, e.g.
+        ``benchmark.models.gr4j.GR4J()``); default HBV configured by ``capillary_rise``.
 
     Returns
     -------
     dict
-        ``Q`` (routed total flow), ``Q_unrouted``, ``Q0``, ``Q1``, ``Q2``, ``ET``, ``recharge``,
-        ``excess``, ``perc``, ``capillary`` — each ``[T, B]`` mm/day, means over components;
-        ``states`` ``[T, B, nmul, 5]`` (end-of-day storages, mm), ``final_state``
-        ``[B, nmul, 5]`` and ``stats``: solver statistics (numbers or 0-d tensors) and
-        per-day tensors — ``non_finite`` (every scheme: bool ``[T, B]``, basin-days with a
-        NaN/inf storage or routed flow); for the implicit scheme also ``not_converged``
-        (bool ``[T, B]``) and ``iterations`` (int ``[T, B, nmul]``).
+        The structure's reported fluxes as component means (HBV: ``Q0``, ``Q1``, ``Q2``, ``ET``,
+        ``recharge``, ``excess``, ``perc``, ``capillary``), ``Q_unrouted`` (the structure's
+        outflow) and ``Q`` (routed total flow) — each ``[T, B]`` mm/day; ``states``
+        ``[T, B, nmul, n]`` (end-of-day storages, mm), ``final_state`` ``[B, nmul, n]`` and
+        ``stats``: solver statistics (numbers or 0-d tensors) and per-day tensors —
+        ``non_finite`` (every scheme: bool ``[T, B]``, basin-days with a NaN/inf storage or
+        routed flow); for the implicit scheme also ``not_converged`` (bool ``[T, B]``) and
+        ``iterations`` (int ``[T, B, nmul]``).
     """
     _check_forcing(forcing)
-    if scheme not in SCHEMES:
-        raise ConfigError(f"simulate: unknown scheme {scheme!r}; expected one of {SCHEMES}")
-    if scheme == "implicit":
-        gradient = gradient or "adjoint"
-        if gradient not in GRADIENTS:
-            raise ConfigError(f"simulate: unknown gradient method {gradient!r}; expected one of {GRADIENTS}")
-    elif gradient not in (None, "autograd"):
-        raise ConfigError(f"simulate: the {scheme} scheme supports only gradient='autograd', got {gradient!r}")
     if not isinstance(nmul, int) or nmul < 1:
         raise ConfigError(f"simulate: nmul must be a positive integer, got {nmul!r}")
-    if scheme in ("sequential", "implicit") and substeps != 1:
-        raise ConfigError(f"simulate: the {scheme} scheme takes one step per day; got substeps={substeps}")
+    model, time_scheme, gradient = prepare(structure, scheme, substeps=substeps, gradient=gradient,
+                                           solver_options=solver_options, capillary_rise=capillary_rise,
+                                           params=params)
 
     n_days, n_basins, _ = forcing.shape
-    names = BASE_PARAMETERS + (("C",) if capillary_rise else ())
-    if capillary_rise and scheme != "sequential" and "NDC" in params:
-        names = names + ("NDC",)
-    p = _layout_parameters(params, names, n_days, n_basins, nmul, forcing)
+    p = _layout_parameters(params, model, n_days, n_basins, nmul, forcing)
     x = Forcing(*(v.unsqueeze(-1) for v in forcing.unbind(-1)))  # each [T, B, 1]
-    S0 = _initial_state(initial_state, n_basins, nmul, forcing)
-    simple, newton = _split_options(solver_options)
+    S0 = _initial_state(initial_state, n_basins, nmul, model.n_storages, forcing)
+    states, fluxes, stats = time_scheme.integrate(model, x, p, S0, gradient)
 
-    states, fluxes, stats = _integrate(
-        scheme, x, p, S0, capillary_rise=capillary_rise, substeps=substeps, gradient=gradient or "autograd",
-        compile=bool(simple.get("compile", False)), manual_backward=bool(simple.get("manual_backward", True)),
-        newton=newton,
-    )
-
-    # component means of every daily flux the scheme reports (COMPONENT_FLUXES at least)
+    # component means of every daily flux the scheme reports (the structure's reported fluxes at least)
     out: dict[str, Any] = {name: series.mean(-1) for name, series in fluxes.items()}
-    out["Q_unrouted"] = out["Q0"] + out["Q1"] + out["Q2"]
+    out["Q_unrouted"] = model.outflow(out)
     out["Q"] = out["Q_unrouted"] if routing is None else route(out["Q_unrouted"], *_routing(routing, forcing))
     out["states"] = states
     out["final_state"] = states[-1]

@@ -1,7 +1,8 @@
 """Names, display order and the one fixed colour of every model, shared by tables and figures.
 
-A model keeps its colour in every figure of every report: the known models have fixed
-entries below; a name not listed gets a colour from :data:`EXTRA_COLOURS` chosen by a stable
+A model keeps its colour in every figure of every report: the registry models take label and
+colour from their registry row (:mod:`benchmark.models.registry`), the two baselines have
+theirs below; a name not listed gets a colour from :data:`EXTRA_COLOURS` chosen by a stable
 hash of the name, so it too is the same from report to report.
 """
 
@@ -9,41 +10,31 @@ from __future__ import annotations
 
 import zlib
 
+from benchmark.models.registry import MODEL_SPECS
+
+BASELINES: dict[str, tuple[str, str]] = {"lstm": ("LSTM", "#009E73"), "sacsma": ("SAC-SMA", "#8C564B")}
+"""Label and colour of the baselines (not registry models)."""
+
 #: Display labels in the paper's notation.
-LABELS: dict[str, str] = {
-    "lstm": "LSTM",
-    "sacsma": "SAC-SMA",
-    "dhbv": "δHBV",
-    "dhbv_adj": "δHBV.adj",
-    "dhbv_cr": "δHBV improved",
-    "dhbv_adj_cr": "δHBV.adj improved",
-    "dhbv_euler1d": "δHBV Euler 1 d",
-    "dhbv_euler4h": "δHBV Euler 4 h",
-    "dhbv_euler1h": "δHBV Euler 1 h",
-    "dhbv_rk4": "δHBV RK4 1 d",
-}
+LABELS: dict[str, str] = {name: label for name, (label, _) in BASELINES.items()} | {
+    name: spec.label for name, spec in MODEL_SPECS.items()}
 
 #: Fixed colours (colour-blind-aware Okabe-Ito / tab10 mix), one per model.
-COLOURS: dict[str, str] = {
-    "lstm": "#009E73",
-    "sacsma": "#8C564B",
-    "dhbv": "#0072B2",
-    "dhbv_adj": "#D55E00",
-    "dhbv_cr": "#56B4E9",
-    "dhbv_adj_cr": "#E69F00",
-    "dhbv_euler1d": "#9467BD",
-    "dhbv_euler4h": "#CC79A7",
-    "dhbv_euler1h": "#BCBD22",
-    "dhbv_rk4": "#7F7F7F",
-}
+COLOURS: dict[str, str] = {name: colour for name, (_, colour) in BASELINES.items()} | {
+    name: spec.colour for name, spec in MODEL_SPECS.items()}
 EXTRA_COLOURS: tuple[str, ...] = ("#17BECF", "#AA4499", "#332288", "#999933", "#882255", "#44AA99")
 OBSERVED_COLOUR = "#000000"
 
-#: Row order of the paper's Table 1, then the explicit schemes of Table A2.
+#: Row order: the baselines, then the registry's (the paper's Table 1, then the explicit schemes of Table A2).
 ORDER: tuple[str, ...] = tuple(LABELS)
 
 #: Pairs (adjoint, sequential) compared basin by basin.
-ADJOINT_PAIRS: tuple[tuple[str, str], ...] = (("dhbv_adj", "dhbv"), ("dhbv_adj_cr", "dhbv_cr"))
+ADJOINT_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (name, spec.counterpart) for name, spec in MODEL_SPECS.items() if spec.counterpart)
+
+#: The adjoint pairs of the paper's own findings: both models are HBV (the paper's structure).
+PAPER_ADJOINT_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (a, b) for a, b in ADJOINT_PAIRS if MODEL_SPECS[a].structure.name == MODEL_SPECS[b].structure.name == "hbv")
 
 
 def label(name: str) -> str:

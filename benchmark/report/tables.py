@@ -426,15 +426,7 @@ def scheme_of(name: str) -> tuple[str, str]:
         spec = get_model_spec(name)
     except Exception:  # noqa: BLE001 - unknown to the registry
         return (NA, NA)
-    scheme_names = {"sequential": "sequential (operator splitting)", "implicit": "implicit backward Euler",
-                    "euler": "explicit Euler", "rk4": "explicit RK4"}
-    scheme = scheme_names.get(spec.scheme, spec.scheme)
-    if spec.scheme == "implicit" and getattr(spec, "gradient", "") == "adjoint":
-        scheme += " + adjoint"
-    substeps = int(getattr(spec, "substeps", 1) or 1)
-    hours = 24 / substeps
-    step = "1 d" if substeps == 1 else (f"{hours:g} h")
-    return (scheme, step)
+    return (spec.scheme_text, spec.time_step)
 
 
 def _registry_gradient(name: str) -> str | None:

@@ -1,7 +1,7 @@
 """Helpers shared by the time-stepping schemes: static vs dynamic parameters, per-day slicing.
 
 Convention of every solver in this package: forcing tensors are ``[T, ...]``; storages are
-``[..., 5]``; a parameter is *static* when it has one dimension fewer than the storages
+``[..., n]``; a parameter is *static* when it has one dimension fewer than the storages
 (``[...]``, or a 0-d tensor / float) and *dynamic* when it has the storages' rank with a
 leading time axis (``[T, ...]``).
 """
@@ -35,13 +35,11 @@ def as_tensor(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
-def require(p: Mapping[str, object], names: Sequence[str], scheme: str) -> None:
+def require(p: Mapping[str, object], names: Sequence[str], context: str, model: str = "HBV") -> None:
     """Raise :class:`ConfigError` naming every parameter of ``names`` missing from ``p``."""
     missing = [name for name in names if name not in p]
     if missing:
-        raise ConfigError(
-            f"{scheme} scheme: missing HBV parameter(s) {missing}; got {sorted(p)}"
-        )
+        raise ConfigError(f"{context}: missing {model} parameter(s) {missing}; got {sorted(p)}")
 
 
 def per_day(value: torch.Tensor, n_days: int, dynamic: bool) -> Sequence[torch.Tensor]:

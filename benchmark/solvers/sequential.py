@@ -1,130 +1,92 @@
-"""Sequential (operator-splitting) daily HBV update of Feng et al. (2022) — the δHBV scheme.
+"""Sequential operator splitting: each day, the structure's processes update the storages in turn.
 
-Per day, in this order, each step updating the storages before the next (docs/schemes.md#order-of-updates):
-
-1. snow routine: snowfall, melt, refreezing, release of meltwater to the soil;
-2. soil routine: recharge, excess over FC, evapotranspiration (ET limited by SM, SM ≥ 1e-5);
-3. ("improved" models only) capillary rise from the lower zone,
-   Cr = min(SLZ, C·SLZ·(1 − min(SM/FC, 1))) — θNDC fixed to 1 as in the paper's sequential model;
-4. response routine: percolation, Q0 above UZL, Q1 and Q2 linear reservoirs.
-
-Everything that does not depend on the storages (the rain/snow split, potential melt and
-refreezing) is computed for all days at once before the time loop. The loop itself is a
-plain sequence of elementwise ops over the whole batch (basins × components): no host
-synchronisation, no per-basin Python code.
+The scheme of δHBV (Feng et al. 2022). The daily update itself belongs to the structure
+(:meth:`~benchmark.models.base.Structure.split_days`: which processes, in which order, with
+which limiters); this module runs it over the days and provides the gradient: autograd through
+the daily loop, or the structure's hand-written reverse pass (one autograd node for the whole
+sequence) when it has one. The loop is a plain sequence of elementwise ops over the whole batch
+(basins x components): no host synchronisation, no per-basin Python code. See docs/schemes.md.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
-from benchmark.models.hbv import Forcing
-from benchmark.solvers._daily import as_tensor, is_dynamic, per_day, require
+from benchmark.errors import ConfigError
+from benchmark.models.base import Forcing, SplitDays, Structure
+from benchmark.solvers._daily import per_day, require
+from benchmark.solvers.base import TimeScheme, compiled
 
-SM_MIN_SEQUENTIAL = 1e-5
-"""Floor of soil moisture (and of SLZ after capillary rise) in the sequential scheme (mm)."""
-
-SEQUENTIAL_PARAMETERS: tuple[str, ...] = (
-    "BETA", "FC", "K0", "K1", "K2", "LP", "PERC", "UZL", "TT", "CFMAX", "CFR", "CWH", "BETAET",
-)
-
-FLUX_NAMES: tuple[str, ...] = (
-    "Q0", "Q1", "Q2", "ET", "recharge", "excess", "perc", "capillary", "floor_source",
-)
-"""Daily fluxes (mm/day) returned by :func:`integrate_sequential`, in this order.
-
-``floor_source`` is the water the scheme creates by flooring SM (and SLZ after capillary rise)
-at :data:`SM_MIN_SEQUENTIAL`; with it the daily balance closes to rounding:
-ΔS = P − ET − Q0 − Q1 − Q2 + floor_source. It is zero unless a store runs dry."""
-
-_LOOP_PARAMETERS = ("BETA", "FC", "LOGFC", "LOGLPFC", "BETAET", "CWH", "PERC", "K0", "K1", "K2", "UZL", "C")
-"""Per-day inputs of the step after the forcing terms (LOGFC = log FC, LOGLPFC = log(LP·FC))."""
+_COMPILED: dict[Callable, Callable] = {}
 
 
-def _soil_and_snow(snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet,
-                   beta, fc, log_fc, log_lpfc, betaet, cwh):
-    """Steps 1-2 of the daily update; returns the new storages and the soil fluxes.
+class OperatorSplitting(TimeScheme):
+    """The structure's operator-split daily update, one step per day.
 
-    min(a, b) is written ``a.clamp(max=b)``, max(a, 0) ``relu(a)`` and (SM/FC)^β
-    ``exp(β (log SM − log FC))`` (SM ≥ 1e-5 > 0 here): the same values up to rounding, with
-    cheaper backward nodes than ``minimum``/``pow`` — this loop is the training hot path.
+    Parameters
+    ----------
+    compile
+        Wrap the daily update in ``torch.compile`` (off by default; needs a C++ compiler on
+        CPU). Gradients then come from autograd through the compiled step: ``compile`` with the
+        hand-written backward is refused.
     """
-    snow = snow + snowfall
-    melt = melt_pot.clamp(max=snow)
-    meltw = meltw + melt
-    snow = snow - melt
-    refreeze = refr_pot.clamp(max=meltw)
-    snow = snow + refreeze
-    meltw = meltw - refreeze
-    to_soil = torch.relu(meltw - cwh * snow)
-    meltw = meltw - to_soil
 
-    infiltration = rain + to_soil
-    recharge = infiltration * torch.exp(beta * (torch.log(sm) - log_fc)).clamp_max(1.0)
-    sm = sm + infiltration - recharge
-    excess = torch.relu(sm - fc)
-    sm = sm - excess
-    et = (pet * torch.exp(betaet * (torch.log(sm) - log_lpfc)).clamp_max(1.0)).clamp(max=sm)
-    sm_dried = sm - et
-    sm = sm_dried.clamp_min(SM_MIN_SEQUENTIAL)
-    return snow, meltw, sm, recharge, excess, et, sm - sm_dried
+    name = "sequential"
+    gradients = ("manual", "autograd")
+    description = "sequential (operator splitting)"
 
+    def __init__(self, *, compile: bool = False) -> None:
+        self.compile = bool(compile)
 
-def _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl):
-    """Step 4 of the daily update: percolation and the three outflows."""
-    suz = suz + recharge + excess
-    perc = suz.clamp(max=perc_max)
-    suz = suz - perc
-    q0 = k0 * torch.relu(suz - uzl)
-    suz = suz - q0
-    q1 = k1 * suz
-    suz = suz - q1
-    slz = slz + perc
-    q2 = k2 * slz
-    slz = slz - q2
-    return suz, slz, perc, q0, q1, q2
+    def default_gradient(self, structure: Structure) -> str:
+        """The hand-written reverse pass where the structure has one (and ``compile`` is off)."""
+        return "manual" if structure.has_hand_written_backward and not self.compile else "autograd"
 
+    def check(self, structure: Structure, gradient: str | None) -> str:
+        refusal = structure.split_step_refusal()
+        if refusal is not None:
+            raise ConfigError(f"the {self.name} scheme cannot run {structure.label}: {refusal}")
+        gradient = super().check(structure, gradient)
+        if gradient == "manual" and not structure.has_hand_written_backward:
+            raise ConfigError(f"{structure.label} has no hand-written backward for the {self.name} scheme; "
+                              "use gradient='autograd'")
+        if gradient == "manual" and self.compile:
+            raise ConfigError("compile=True runs autograd through the compiled daily update; "
+                              "it cannot be combined with gradient='manual'")
+        return gradient
 
-def _step_plain(state, day):
-    """One day of the original δHBV (no capillary rise)."""
-    snow, meltw, sm, suz, slz = state
-    (snowfall, rain, melt_pot, refr_pot, pet,
-     beta, fc, log_fc, log_lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, _c) = day
-    snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
-        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, log_fc, log_lpfc, betaet, cwh)
-    suz, slz, perc, q0, q1, q2 = _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl)
-    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, floor)
+    def integrate(self, structure: Structure, x: Forcing, p: Mapping[str, torch.Tensor], S0: torch.Tensor,
+                  gradient: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        days = structure.split_days(x, p, S0)
+        needs_graph = torch.is_grad_enabled() and (S0.requires_grad or any(v.requires_grad for v in days.inputs))
+        if gradient == "manual" and needs_graph:
+            states, fluxes = days.hand_written(S0)
+        else:
+            states, fluxes = self._loop(days, S0, x.P.shape[0])
+        return states, fluxes, {}
 
-
-def _step_capillary(state, day):
-    """One day of the improved δHBV: capillary rise between the soil and response routines."""
-    snow, meltw, sm, suz, slz = state
-    (snowfall, rain, melt_pot, refr_pot, pet,
-     beta, fc, log_fc, log_lpfc, betaet, cwh, perc_max, k0, k1, k2, uzl, c) = day
-    snow, meltw, sm, recharge, excess, et, floor = _soil_and_snow(
-        snow, meltw, sm, snowfall, rain, melt_pot, refr_pot, pet, beta, fc, log_fc, log_lpfc, betaet, cwh)
-    capillary = slz.clamp(max=c * slz * (1.0 - (sm / fc).clamp_max(1.0)))
-    sm_wet = sm + capillary
-    slz_dried = slz - capillary
-    sm = sm_wet.clamp_min(SM_MIN_SEQUENTIAL)
-    slz = slz_dried.clamp_min(SM_MIN_SEQUENTIAL)
-    floor = floor + (sm - sm_wet) + (slz - slz_dried)
-    suz, slz, perc, q0, q1, q2 = _response(suz, slz, recharge, excess, perc_max, k0, k1, k2, uzl)
-    return (snow, meltw, sm, suz, slz), (q0, q1, q2, et, recharge, excess, perc, capillary, floor)
-
-
-_COMPILED: dict[bool, Callable] = {}
-
-
-def _step_function(capillary_rise: bool, compile: bool) -> Callable:
-    step = _step_capillary if capillary_rise else _step_plain
-    if not compile:
-        return step
-    if capillary_rise not in _COMPILED:
-        _COMPILED[capillary_rise] = torch.compile(step, dynamic=False)
-    return _COMPILED[capillary_rise]
+    def _loop(self, days: SplitDays, S0: torch.Tensor, n_days: int
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Autograd through the daily loop (or no gradient at all)."""
+        daily = [per_day(v, n_days, dyn) for v, dyn in zip(days.inputs, days.dynamic)]
+        step = compiled(days.step, _COMPILED) if self.compile else days.step
+        state = days.unpack(S0)
+        state_hist: list[Any] = []
+        flux_hist: list[tuple] = []
+        for day in zip(*daily):
+            state, day_fluxes = step(state, day)
+            state_hist.append(state)
+            flux_hist.append(day_fluxes)
+        states = days.stack(state_hist)
+        series = dict(zip(days.flux_names, zip(*flux_hist)))
+        fluxes = {name: torch.stack(s, dim=0) for name, s in series.items() if s[0] is not None}
+        like = next(iter(fluxes.values()))
+        for name, s in series.items():
+            if s[0] is None:  # a flux this configuration does not have
+                fluxes[name] = torch.zeros_like(like)
+        return states, fluxes
 
 
 def integrate_sequential(
@@ -136,97 +98,19 @@ def integrate_sequential(
     compile: bool = False,
     manual_backward: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run the sequential δHBV scheme over all days.
+    """HBV through :class:`OperatorSplitting`: the δHBV scheme (``NDC`` is not used: fixed to 1).
 
-    Parameters
-    ----------
-    x
-        Daily forcing, each ``[T, ...]`` broadcastable against the batch shape of ``S0``:
-        P (mm/day), mean temperature (degC), PET (mm/day).
-    p
-        Physical parameters by name (docs/model.md#parameters); each static (``[...]`` or a float) or dynamic
-        (``[T, ...]``). ``C`` is needed with ``capillary_rise``; ``NDC`` is ignored (fixed to 1).
-    S0
-        Initial storages ``[..., 5]`` (mm), order of :data:`benchmark.models.hbv.STORAGES`.
-    capillary_rise
-        The "improved" model with capillary rise (step 3).
-    compile
-        Wrap the per-day step in ``torch.compile`` (off by default; needs a C++ compiler on CPU);
-        gradients then come from autograd through the compiled step.
-    manual_backward
-        When gradients are needed (and ``compile`` is off), run the whole sequence as one
-        autograd node with the hand-written reverse pass of
-        :mod:`benchmark.solvers._sequential_manual` (same values and subgradients as autograd
-        through the loop; B=100, nmul=16, T=730 float32 forward+backward on CPU: ~0.45 s vs
-        ~0.6 s, less gain with capillary rise). ``False``: autograd through the daily loop.
-
-    Returns
-    -------
-    states
-        End-of-day storages ``[T, ..., 5]`` (mm).
-    fluxes
-        Daily fluxes (mm/day) by the names of :data:`FLUX_NAMES`, each ``[T, ...]``.
+    ``manual_backward``: when gradients are needed (and ``compile`` is off), the whole sequence
+    is one autograd node with HBV's hand-written reverse pass (B=100, nmul=16, T=730 float32
+    forward+backward on CPU: ~0.45 s vs ~0.6 s); ``False``: autograd through the daily loop.
+    Returns the end-of-day storages ``[T, ..., 5]`` (mm) and the daily fluxes of
+    :data:`benchmark.models.hbv.sequential.FLUX_NAMES` (mm/day).
     """
-    names = SEQUENTIAL_PARAMETERS + (("C",) if capillary_rise else ())
-    require(p, names, "sequential")
-    n_days = x.P.shape[0]
-    rank = S0.dim()
-    params = {name: as_tensor(p[name], S0) for name in names}
-    dynamic = {name: is_dynamic(value, rank) for name, value in params.items()}
+    from benchmark.models.hbv import HBV
 
-    # storage-independent parts, vectorised over all days ([T, ...])
-    temp = x.T
-    tt, cfmax = params["TT"], params["CFMAX"]
-    snowfall = x.P * (temp < tt).to(x.P.dtype)
-    rain = x.P - snowfall
-    melt_pot = (cfmax * (temp - tt)).clamp_min(0.0)
-    refr_pot = (params["CFR"] * cfmax * (tt - temp)).clamp_min(0.0)
-    batch_shape = S0.shape[:-1]
-    daily = [
-        per_day(torch.broadcast_to(v, (n_days,) + torch.broadcast_shapes(v.shape[1:], batch_shape)), n_days, True)
-        for v in (snowfall, rain, melt_pot, refr_pot, x.PET)
-    ]
-    params["LOGFC"] = torch.log(params["FC"])
-    params["LOGLPFC"] = torch.log(params["LP"] * params["FC"])
-    dynamic["LOGFC"] = dynamic["FC"]
-    dynamic["LOGLPFC"] = dynamic["LP"] or dynamic["FC"]
-    if "C" not in params:
-        params["C"], dynamic["C"] = torch.zeros((), dtype=S0.dtype, device=S0.device), False
-    loop_inputs = [params[name] for name in _LOOP_PARAMETERS]
-    if manual_backward and not compile and torch.is_grad_enabled() and (
-        S0.requires_grad or any(v.requires_grad for v in (snowfall, rain, melt_pot, refr_pot, x.PET, *loop_inputs))
-    ):
-        return _integrate_manual(S0, (snowfall, rain, melt_pot, refr_pot, x.PET), loop_inputs,
-                                 [dynamic[name] for name in _LOOP_PARAMETERS], capillary_rise, n_days)
-    daily += [per_day(params[name], n_days, dynamic[name]) for name in _LOOP_PARAMETERS]
-
-    step = _step_function(capillary_rise, compile)
-    state = tuple(S0.unbind(-1))
-    state_hist: list[tuple[torch.Tensor, ...]] = []
-    flux_hist: list[tuple[torch.Tensor, ...]] = []
-    for day in zip(*daily):
-        state, day_fluxes = step(state, day)
-        state_hist.append(state)
-        flux_hist.append(day_fluxes)
-
-    # one concatenation per output; states come back as a (non-contiguous) view [T, ..., 5]
-    states = torch.stack([s for storage in zip(*state_hist) for s in storage], dim=0)
-    states = states.unflatten(0, (len(state), n_days)).movedim(0, -1)
-    names = FLUX_NAMES if capillary_rise else tuple(n for n in FLUX_NAMES if n != "capillary")
-    fluxes = {name: torch.stack(series, dim=0) for name, series in zip(names, zip(*flux_hist))}
-    if not capillary_rise:
-        fluxes["capillary"] = torch.zeros_like(fluxes["Q2"])
-    return states, fluxes
-
-
-def _integrate_manual(S0, forcing_terms, loop_inputs, loop_dynamic, capillary_rise, n_days):
-    """The same integration as one autograd node with a hand-written backward."""
-    from benchmark.solvers._sequential_manual import SequentialFunction
-
-    full = (n_days,) + tuple(S0.shape[:-1])
-    inputs = [torch.broadcast_to(v, torch.broadcast_shapes(v.shape, full)) for v in forcing_terms]
-    inputs += loop_inputs
-    dynamic = (True,) * len(forcing_terms) + tuple(loop_dynamic)
-    states, *series = SequentialFunction.apply(capillary_rise, SM_MIN_SEQUENTIAL, dynamic, S0, *inputs)
-    fluxes = dict(zip(FLUX_NAMES, series))
+    structure = HBV(capillary_rise=capillary_rise)
+    scheme = OperatorSplitting(compile=compile)
+    require(p, structure.parameter_names, "sequential scheme")
+    gradient = scheme.check(structure, "manual" if manual_backward and not compile else "autograd")
+    states, fluxes, _ = scheme.integrate(structure, x, p, S0, gradient)
     return states, fluxes

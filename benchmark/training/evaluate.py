@@ -83,7 +83,7 @@ class Prediction:
     Attributes
     ----------
     series
-        ``Q``, ``Q_unrouted``, ``Q2``, ``ET``: arrays ``[kept days, basins]`` (mm/day).
+        ``Q``, ``Q_unrouted``, ``Q2`` (when the structure has it), ``ET``: arrays ``[kept days, basins]`` (mm/day).
     parameters
         ``param_<NAME>`` and ``route_a``/``route_b``: arrays ``[basins]`` (physical units),
         time mean over the kept days and mean over components.
@@ -122,7 +122,8 @@ def simulate_period(model: Any, data: Any, first: int, start: int, end: int, chu
         cols = slice(lo, min(lo + chunk_basins, n_basins))
         out = model(data.inputs[first : end + 1, cols], data.forcing[first : end + 1, cols])
         for name in OUTPUT_SERIES:
-            series[name].append(out[name][keep].detach().cpu().double().numpy())
+            if name in out:  # a structure without a baseflow series (Q2) has no BFI
+                series[name].append(out[name][keep].detach().cpu().double().numpy())
         for name, value in out["params"].items():
             value = value.detach()
             if value.dim() >= 2 and value.shape[0] == end - first + 1 and name in model.layout.dynamic_parameters:
@@ -130,13 +131,13 @@ def simulate_period(model: Any, data: Any, first: int, start: int, end: int, chu
             if value.dim() == 2:
                 value = value.mean(dim=-1)
             parameters.setdefault(f"param_{name}", []).append(value.cpu().double().numpy())
-        for name, value in zip(("route_a", "route_b"), out["routing"]):
+        for name, value in zip(("route_a", "route_b"), out["routing"] or ()):  # None: the structure routes itself
             parameters.setdefault(name, []).append(value.detach().cpu().double().numpy())
         for key, parts in flags.items():
             parts.append(_day_flags(out.get("stats"), key, (end - first + 1, cols.stop - cols.start)))
         merge_solver_stats(stats, summarize_solver_stats(out.get("stats")))
     return Prediction(
-        series={name: np.concatenate(parts, axis=1) for name, parts in series.items()},
+        series={name: np.concatenate(parts, axis=1) for name, parts in series.items() if parts},
         parameters={name: np.concatenate(parts) for name, parts in parameters.items()},
         solver_stats=public_stats(stats),
         non_finite=np.concatenate(flags["non_finite"], axis=1),
@@ -202,10 +203,12 @@ def predictions_dataset(
     data_vars: dict[str, Any] = {
         "qsim": (("basin", "date"), series["Q"].T.astype(np.float32), {"units": "mm/day", "long_name": "routed streamflow"}),
         "qobs": (("basin", "date"), qobs.T.astype(np.float32), {"units": "mm/day", "long_name": "observed streamflow"}),
-        "Q_unrouted": (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"}),
-        "Q2": (("basin", "date"), series["Q2"].T.astype(np.float32), {"units": "mm/day", "long_name": "baseflow"}),
-        "ET": (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"}),
     }
+    if "Q2" in series:  # the baseflow index needs both; a structure without a baseflow series has no BFI
+        data_vars["Q_unrouted"] = (("basin", "date"), series["Q_unrouted"].T.astype(np.float32), {"units": "mm/day"})
+        data_vars["Q2"] = (("basin", "date"), series["Q2"].T.astype(np.float32),
+                           {"units": "mm/day", "long_name": "baseflow"})
+    data_vars["ET"] = (("basin", "date"), series["ET"].T.astype(np.float32), {"units": "mm/day", "long_name": "actual ET"})
     for name, values in parameters.items():
         data_vars[name] = (("basin",), values.astype(np.float32), {"long_name": "test-period and component mean"})
     return xr.Dataset(data_vars, coords=coords, attrs={"model": model_name})

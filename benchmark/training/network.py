@@ -1,14 +1,15 @@
-"""The parameterization network g_w and the differentiable model it drives (docs/training.md).
+"""The parameterization network g_w and the differentiable model it drives (see docs/training.md).
 
 ``g_w`` (the paper's eqs. 1 and 24, the authors' code) maps the normalized daily inputs
-(3 forcings + 35 attributes) to HBV parameters::
+(3 forcings + 35 attributes) to the parameters of a model structure::
 
     Linear(n_inputs -> hidden) -> ReLU -> LSTM(hidden, DropConnect) -> Linear -> sigmoid
 
 giving ``n_params * nmul + 2`` values in (0, 1) per day: one per parameter and component
-plus the two routing parameters. Static parameters and routing are read at the LAST day of
-the window; dynamic ones (``ModelSpec.dynamic_parameters``) are read every day. Each value
-``u`` maps to the physical range of :mod:`benchmark.models.parameters` as ``lo + u (hi - lo)``.
+plus the two gamma-routing parameters (none for a structure with its own routing). Static
+parameters and routing are read at the LAST day of the window; dynamic ones
+(``ModelSpec.dynamic_parameters``) are read every day. Each value ``u`` maps to the physical
+range of the structure's parameter table as ``lo + u (hi - lo)``.
 
 DropConnect: as in the authors' ``CudnnLstm``, dropout is applied to the LSTM's input-hidden
 and hidden-hidden weight matrices (one mask per forward pass, i.e. per minibatch, shared by
@@ -18,14 +19,16 @@ so the fast fused LSTM kernel is still used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from benchmark.models.base import ParameterSpec
 from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
+from benchmark.models.simulate import prepare, simulate
 
 N_ROUTING = 2
 
@@ -75,60 +78,65 @@ class ParameterizationLSTM(nn.Module):
 
 @dataclass(frozen=True)
 class ParameterLayout:
-    """How the network's outputs become physical HBV and routing parameters.
+    """How the network's outputs become physical parameters of a structure and of the routing.
 
     Output ``k = i * nmul + m`` is parameter ``parameter_names[i]`` of component ``m``; the
-    last two outputs are the routing parameters ``a`` and ``b``.
+    last ``n_routing`` (2, or 0 for a structure with its own routing) outputs are the gamma
+    routing parameters ``a`` and ``b``. ``table`` gives the physical ranges (the structure's).
     """
 
     parameter_names: tuple[str, ...]
     dynamic_parameters: tuple[str, ...]
     nmul: int
+    table: Mapping[str, ParameterSpec] = field(default_factory=lambda: HBV_PARAMETERS)
+    n_routing: int = N_ROUTING
 
     def __post_init__(self) -> None:
-        unknown = [n for n in self.parameter_names if n not in HBV_PARAMETERS]
+        unknown = [n for n in self.parameter_names if n not in self.table]
         if unknown:
-            raise ValueError(f"unknown HBV parameters {unknown}")
+            raise ValueError(f"unknown parameters {unknown}; known: {', '.join(self.table)}")
         stray = [n for n in self.dynamic_parameters if n not in self.parameter_names]
         if stray:
             raise ValueError(f"dynamic parameters {stray} are not among {self.parameter_names}")
 
     @property
     def n_outputs(self) -> int:
-        """Network outputs per day: ``n_params * nmul + 2``."""
-        return len(self.parameter_names) * self.nmul + N_ROUTING
+        """Network outputs per day: ``n_params * nmul + n_routing``."""
+        return len(self.parameter_names) * self.nmul + self.n_routing
 
-    def to_physical(self, u: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    def to_physical(self, u: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """Physical parameters from network outputs ``u`` of shape ``[days, basins, n_outputs]``.
 
         Returns
         -------
         params
-            Parameter name (docs/model.md#parameters) -> tensor: static ``[basins, nmul]``,
-            dynamic ``[days, basins, nmul]`` (without the ``nmul`` axis when ``nmul == 1``, as
-            ``simulate`` expects).
+            Parameter name -> tensor: static ``[basins, nmul]``, dynamic ``[days, basins, nmul]``
+            (without the ``nmul`` axis when ``nmul == 1``, as ``simulate`` expects).
         routing
-            ``(a, b)``, each ``[basins]``, from the last day.
+            ``(a, b)``, each ``[basins]``, from the last day; None without routing outputs.
         """
         n_days, n_basins, _ = u.shape
-        hbv = u[..., : -N_ROUTING].reshape(n_days, n_basins, len(self.parameter_names), self.nmul)
+        n_structure = len(self.parameter_names) * self.nmul
+        model = u[..., :n_structure].reshape(n_days, n_basins, len(self.parameter_names), self.nmul)
         params: dict[str, torch.Tensor] = {}
         for i, name in enumerate(self.parameter_names):
-            values = hbv[:, :, i, :] if name in self.dynamic_parameters else hbv[-1, :, i, :]
-            values = HBV_PARAMETERS[name].scale(values)
+            values = model[:, :, i, :] if name in self.dynamic_parameters else model[-1, :, i, :]
+            values = self.table[name].scale(values)
             params[name] = values.squeeze(-1) if self.nmul == 1 else values
-        route = u[-1, :, -N_ROUTING:]
+        if not self.n_routing:
+            return params, None
+        route = u[-1, :, n_structure:]
         routing = (ROUTING_PARAMETERS["route_a"].scale(route[:, 0]), ROUTING_PARAMETERS["route_b"].scale(route[:, 1]))
         return params, routing
 
 
 class DifferentiableHBV(nn.Module):
-    """g_w followed by the HBV variant of a :class:`~benchmark.models.registry.ModelSpec`.
+    """g_w followed by the model of a :class:`~benchmark.models.registry.ModelSpec` (HBV, GR4J, ...).
 
     Parameters
     ----------
     spec
-        The model variant (scheme, substeps, capillary rise, gradient method, parameters).
+        The registry row (structure, scheme, substeps, gradient method, dynamic parameters).
     n_inputs, hidden_size, nmul, dropout
         Network sizes (see :class:`ParameterizationLSTM`).
     solver_options
@@ -151,9 +159,15 @@ class DifferentiableHBV(nn.Module):
         super().__init__()
         self.spec = spec
         dynamic = tuple(spec.dynamic_parameters) if dynamic_parameters is None else tuple(dynamic_parameters)
-        self.layout = ParameterLayout(tuple(spec.parameter_names), dynamic, nmul)
+        structure = spec.structure
+        self.layout = ParameterLayout(tuple(spec.parameter_names), dynamic, nmul, table=structure.parameters,
+                                      n_routing=N_ROUTING if structure.routed else 0)
         self.network = ParameterizationLSTM(n_inputs, hidden_size, self.layout.n_outputs, dropout)
         self.solver_options = dict(solver_options or {})
+        prepare(**self._simulate_options())  # an invalid scheme/gradient/option combination fails here
+
+    def _simulate_options(self) -> dict[str, Any]:
+        return {**self.spec.simulate_options(), "solver_options": self.solver_options or None}
 
     def forward(self, inputs: torch.Tensor, forcing: torch.Tensor) -> dict[str, Any]:
         """Simulate a window.
@@ -169,23 +183,12 @@ class DifferentiableHBV(nn.Module):
         -------
         dict
             ``simulate``'s outputs (``Q``, ``Q_unrouted``, ``Q2``, ``ET`` ... ``[days, basins]``,
-            ``stats``) plus ``params`` (physical) and ``routing`` ``(a, b)``.
+            ``stats``) plus ``params`` (physical) and ``routing`` ``(a, b)`` (None for a
+            structure with its own routing).
         """
-        from benchmark.models import simulate
-
         params, routing = self.layout.to_physical(self.network(inputs))
-        out = simulate(
-            forcing,
-            params,
-            scheme=self.spec.scheme,
-            capillary_rise=self.spec.capillary_rise,
-            substeps=self.spec.substeps,
-            routing=routing,
-            nmul=self.layout.nmul,
-            gradient=self.spec.gradient,
-            initial_state=INITIAL_STORAGE_MM,
-            solver_options=self.solver_options or None,
-        )
+        out = simulate(forcing, params, routing=routing, nmul=self.layout.nmul, initial_state=INITIAL_STORAGE_MM,
+                       **self._simulate_options())
         out = dict(out)
         out["params"] = params
         out["routing"] = routing

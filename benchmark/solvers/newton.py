@@ -1,0 +1,127 @@
+"""Newton settings and the safeguarded scalar Newton iteration shared by the backward-Euler solves.
+
+See docs/schemes.md. A *system* is one basin x component on one day; every system decides its own
+convergence (a converged system is frozen), so basins never change each other's iteration
+counts, and a NaN residual never counts as converged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import torch
+
+from benchmark.errors import SolverError
+
+DT = 1.0
+"""Time step of the implicit scheme (days); forcing and parameters are daily."""
+
+
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Newton settings for the daily backward-Euler solve.
+
+    A system has converged when every storage satisfies ``|G_i| <= tol + rtol * |S_i| / dt``
+    (G in mm/day). The relative part lets float32 runs, whose rounding error grows with the
+    storage size, converge as far as float32 allows.
+
+    Attributes
+    ----------
+    tol
+        Absolute tolerance on the max-norm residual (mm/day); ``None``: 1e-8 in float64,
+        1e-5 in float32.
+    rtol
+        Relative tolerance; ``None``: 0 in float64, 1e-6 in float32.
+    max_iter
+        Maximum Newton updates per day; systems still above tolerance after it are counted
+        as not converged (``stats["n_not_converged"]``).
+    check_every
+        Check "all systems converged?" (a host synchronisation) every this many iterations;
+        ``None``: every iteration on CPU, every 2 on CUDA.
+    compile
+        Run the full-vector Newton update through ``torch.compile`` (fuses the elementwise work
+        into a few kernels; the first call pays the compilation). Where the structure has an
+        eliminated solve for its configuration, ``compile`` needs ``eliminate=False`` (the
+        eliminated solve is not compiled; asking for both is an error, not a silent switch).
+    eliminate
+        Use the structure's eliminated solve where it has one (e.g. HBV without capillary
+        rise: the piecewise-linear storages solved exactly, Newton on soil moisture alone; the
+        same solution at a third of the work). Unrolled autograd always runs the full-vector
+        Newton, whose iterations it differentiates.
+    """
+
+    tol: float | None = None
+    rtol: float | None = None
+    max_iter: int = 20
+    check_every: int | None = None
+    compile: bool = False
+    eliminate: bool = True
+
+    def resolved(self, dtype: torch.dtype, device: torch.device) -> "NewtonOptions":
+        """These options with the dtype/device-dependent defaults filled in."""
+        single = dtype in (torch.float32, torch.float16, torch.bfloat16)
+        if self.max_iter < 1:
+            raise SolverError(f"NewtonOptions.max_iter must be >= 1, got {self.max_iter}")
+        return NewtonOptions(
+            tol=self.tol if self.tol is not None else (1e-5 if single else 1e-8),
+            rtol=self.rtol if self.rtol is not None else (1e-6 if single else 0.0),
+            max_iter=self.max_iter,
+            check_every=self.check_every if self.check_every is not None else (1 if device.type == "cpu" else 2),
+            compile=self.compile,
+            eliminate=self.eliminate,
+        )
+
+
+Terms = TypeVar("Terms")
+
+
+def scalar_newton(residual: Callable[[torch.Tensor], tuple[torch.Tensor, Terms]],
+                  slope: Callable[[torch.Tensor, Terms], torch.Tensor], x0: torch.Tensor, options: NewtonOptions,
+                  zero_iters: torch.Tensor, all_active: torch.Tensor, no_residual: torch.Tensor
+                  ) -> tuple[torch.Tensor, Terms, torch.Tensor, torch.Tensor]:
+    """Safeguarded Newton for a batch of independent scalar equations h(x) = 0 (h increasing).
+
+    An iterate whose |h| did not decrease relative to the last accepted one is rejected and
+    replaced by the midpoint of the two (backtracking along the last Newton direction): the
+    kinks of h can make plain Newton cycle between two points, and this breaks such cycles at
+    no extra evaluation. Converged systems stay where they are.
+
+    Parameters
+    ----------
+    residual
+        ``x -> (h(x), terms)``: the residual (mm/day) and whatever :func:`slope` and the caller
+        reuse from its evaluation.
+    slope
+        ``(x, terms) -> dh/dx``.
+    x0
+        Starting point (the previous day's storage, mm).
+    options
+        Resolved Newton options (``tol``, ``rtol``, ``max_iter``).
+    zero_iters, all_active, no_residual
+        Preallocated batch-shaped 0 (int32), True and +inf, reused from day to day.
+
+    Returns
+    -------
+    x, terms, iterations, active
+        The solution, the ``terms`` of its residual evaluation, Newton updates per system and
+        the systems still above tolerance (not converged).
+    """
+    tol, rtol = float(options.tol), float(options.rtol)
+    x = x_acc = x0
+    r_acc, active, iters = no_residual, all_active, zero_iters
+    for k in range(options.max_iter + 1):
+        h, terms = residual(x)
+        habs = h.abs()
+        err = habs - rtol * x.abs() if rtol > 0.0 else habs
+        active = active & ~(err <= tol)  # a NaN residual is not converged
+        if k == options.max_iter or not bool(active.any()):
+            break
+        dh = slope(x, terms)
+        accept = habs < r_acc
+        x_new = torch.where(accept, x - h / dh, 0.5 * (x_acc + x))
+        x_acc = torch.where(accept, x, x_acc)
+        r_acc = torch.where(accept, habs, r_acc)
+        x = torch.where(active, x_new, x)
+        iters = iters + active
+    return x, terms, iters, active
