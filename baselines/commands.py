@@ -23,10 +23,8 @@ LOSS_NAME = "loss_curve.png"
 
 
 def _params(args: argparse.Namespace) -> Params:
-    from benchmark.config import DEFAULT_PARAMS
-
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
-    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    return load_params(args.params, overrides=overrides)
 
 
 @contextlib.contextmanager

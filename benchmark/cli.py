@@ -4,6 +4,9 @@ Each subcommand lives in the module that implements it and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
 ``argparse.Namespace``, returning an exit code). Add a new subcommand by appending its
 module to :data:`COMMAND_MODULES`.
+
+Every command works on the repository found from the working directory (or ``--params`` /
+``HBVBENCH_ROOT``; :mod:`benchmark.repository`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import importlib
 import sys
 
+from benchmark import repository
 from benchmark.errors import HbvbenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -28,7 +32,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="hbvbench", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=None, help="path to params.yaml (default: the repository's)")
+    parser.add_argument("--params", default=None, metavar="FILE",
+                        help="path to params.yaml; its folder is the repository root (default: params.yaml of the "
+                             "repository holding the working directory, or of $HBVBENCH_ROOT)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -40,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with repository.rooted_at(args.params):
+            return int(args.func(args) or 0)
     except HbvbenchError as exc:
         print(f"hbvbench {args.command}: error: {exc}", file=sys.stderr)
         return 2

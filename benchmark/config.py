@@ -16,10 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from benchmark import repository
 from benchmark.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 
 FORCING_PRODUCTS = ("daymet", "maurer", "nldas")
 
@@ -324,13 +322,14 @@ def _format_validation_error(source: Path | str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] | None = None) -> Params:
+def load_params(path: Path | str | None = None, *, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate a ``params.yaml``.
 
     Parameters
     ----------
     path
-        The YAML file (default: the repository's ``params.yaml``).
+        The YAML file (default: ``params.yaml`` of the repository root,
+        :func:`benchmark.repository.root`).
     overrides
         Top-level keys to replace after reading (e.g. ``{"profile": "ci"}``).
 
@@ -343,9 +342,10 @@ def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] 
     ------
     ConfigError
         If the file is missing, not YAML, or a key is unknown or invalid; the message
-        names the file and the key.
+        names the file and the key (:class:`~benchmark.repository.RepositoryNotFound`
+        when there is no path and no repository).
     """
-    path = Path(path)
+    path = Path(path) if path is not None else repository.params_path()
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -361,6 +361,10 @@ def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] 
         raise ConfigError(_format_validation_error(path, err)) from None
 
 
-def resolve_path(path: Path, root: Path = REPO_ROOT) -> Path:
-    """Return ``path`` made absolute against the repository root (absolute paths pass)."""
-    return path if path.is_absolute() else (root / path)
+def resolve_path(path: Path, root: Path | None = None) -> Path:
+    """Return ``path`` made absolute against ``root`` (default: the repository root; absolute paths pass).
+
+    The repository root is found from the working directory, ``--params`` or
+    ``HBVBENCH_ROOT`` (:mod:`benchmark.repository`), never from where the package lives.
+    """
+    return repository.resolve(path, root)

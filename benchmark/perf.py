@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("reports/perf")
 START_DATE = "1980-10-01"
 WARMUP_STEPS = 3
@@ -337,7 +336,7 @@ def run_perf(args: argparse.Namespace) -> int:
     """Measure every requested variant, write ``perf.json`` / ``perf.md``, print ``ratio <x>`` last."""
     import torch
 
-    from benchmark.config import DEFAULT_PARAMS, load_params, resolve_path
+    from benchmark.config import load_params, resolve_path
     from benchmark.errors import ConfigError
 
     for name in ("basins", "days", "nmul", "repeats", "rounds"):
@@ -350,7 +349,7 @@ def run_perf(args: argparse.Namespace) -> int:
         raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(VARIANT_KEYS)}")
     raw_dir = args.raw_dir
     if raw_dir is None:
-        raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
+        raw_dir = resolve_path(load_params(args.params).data.raw_dir)
     config = perf_config(raw_dir, basins=args.basins, days=args.days, nmul=args.nmul, dtype=args.dtype,
                          device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
                          compile_=bool(args.compile),

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from benchmark.config import REPO_ROOT
+from benchmark import repository
 from benchmark.errors import ConfigError, HbvbenchError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -104,7 +104,8 @@ def tracking_uri() -> str:
     str
         ``$MLFLOW_TRACKING_URI`` when set (a relative ``sqlite:///`` path is made absolute
         against the current directory, which is where MLflow would have put it), else
-        ``sqlite:///<absolute repo root>/mlflow.db``.
+        ``sqlite:///<absolute repo root>/mlflow.db`` (the workspace a DVC experiment was
+        started from, for one running in DVC's temporary copy: :func:`benchmark.repository.store_root`).
 
     Raises
     ------
@@ -114,7 +115,7 @@ def tracking_uri() -> str:
     """
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not env:
-        return _sqlite_uri(REPO_ROOT / DEFAULT_DB_NAME)
+        return _sqlite_uri(repository.store_root() / DEFAULT_DB_NAME)
     db_path = _sqlite_path(env)
     if db_path is not None:
         if db_path == Path(":memory:") or str(db_path) == "":
@@ -152,7 +153,7 @@ def artifact_root(uri: str | None = None) -> Path | None:
         return db_path.parent / ARTIFACTS_DIR_NAME
     if uri.startswith(("http://", "https://", "databricks")):
         return None
-    return REPO_ROOT / ARTIFACTS_DIR_NAME
+    return repository.store_root() / ARTIFACTS_DIR_NAME
 
 
 def configure() -> str:
@@ -322,8 +323,8 @@ def _git(args: list[str], repo: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
-    """Git commit of ``repo`` and whether tracked files differ from it.
+def git_state(repo: Path | None = None) -> dict[str, str]:
+    """Git commit of ``repo`` (default: the repository root) and whether tracked files differ from it.
 
     Returns
     -------
@@ -333,6 +334,7 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
         nor do the files the pipeline itself rewrites (:data:`PIPELINE_WRITTEN`: ``dvc.lock``
         during a ``dvc repro``, the generated reports).
     """
+    repo = repo if repo is not None else repository.root()
     commit = _git(["rev-parse", "HEAD"], repo)
     if not commit:
         return {}
@@ -354,13 +356,13 @@ def _pipeline_written(path: str) -> bool:
         path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in PIPELINE_WRITTEN)
 
 
-def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) -> str | None:
+def dvc_data_hash(repo: Path | None = None, data_dir: Path | str | None = None) -> str | None:
     """The md5 DVC recorded for the prepared data (``dvc.lock``, stage ``prepare``).
 
     Parameters
     ----------
     repo
-        Folder holding ``dvc.lock``.
+        Folder holding ``dvc.lock`` (default: the repository root).
     data_dir
         The prepared-data path to pick when the stage has several outputs (relative to
         ``repo``, or absolute inside it); an output matches when it is that path, inside
@@ -374,6 +376,7 @@ def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) ->
     """
     import yaml
 
+    repo = repo if repo is not None else repository.root()
     lock_path = repo / "dvc.lock"
     if not lock_path.is_file():
         return None
@@ -407,7 +410,7 @@ def standard_tags(
     model_spec: Any | None = None,
     data_dir: Path | str | None = None,
     *,
-    repo: Path = REPO_ROOT,
+    repo: Path | None = None,
 ) -> dict[str, str]:
     """The tags every benchmark run carries.
 
@@ -421,7 +424,7 @@ def standard_tags(
     data_dir
         The prepared-data folder, to pick its hash from ``dvc.lock``.
     repo
-        The repository root (``git`` state and ``dvc.lock``).
+        The repository root (``git`` state and ``dvc.lock``; default :func:`benchmark.repository.root`).
 
     Returns
     -------

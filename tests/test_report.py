@@ -19,6 +19,7 @@ import html.parser
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,14 @@ def _write_model(folder: Path, pred: xr.Dataset, ds: xr.Dataset) -> None:
     evaluation.write_metrics(folder, per_basin, summary)
 
 
+def _commit_folder(folder: Path) -> str:
+    """Make ``folder`` a git repository with one commit of its params.yaml; the commit id."""
+    git = ["git", "-C", str(folder), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-q", "-m", "params"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_root: Path) -> dict[str, Path]:
     """Evaluated ci-basin models and the SAC-SMA baseline, and the report rendered from them."""
@@ -102,6 +111,7 @@ def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_roo
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["profile"] = "ci"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _commit_folder(root)  # --params makes this folder the repository the report describes
     # the real `hbvbench perf` on a tiny batch: the cost columns of the Table A2 layout
     assert cli_main(["perf", "--basins", "2", "--days", "60", "--nmul", "1", "--repeats", "1", "--threads", "1",
                      "--variants", "sequential", "adjoint", "--out", str(root / "perf")]) == 0
@@ -227,11 +237,13 @@ def test_cost_table_takes_step_time_and_memory_from_hbvbench_perf(ci_case):
     assert _md_row(cost, "δHBV Euler 1 d")[3:5] == ["n/a", "n/a"]
 
 
-def test_provenance_names_commit_profile_and_date(ci_case, repo_root):
+def test_provenance_names_the_commit_of_the_reported_repository_profile_and_date(ci_case, repo_root):
     md = ci_case["md"].read_text(encoding="utf-8")
-    import subprocess
-
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ci_case["root"], capture_output=True,
+                          text=True).stdout.strip()
+    package_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True,
+                                  text=True).stdout.strip()
+    assert head != package_head  # the folder of --params, not the checkout the package came from
     assert f"- **git commit**: `{head}" in md
     assert "- **profile**: `ci`" in md and "- **date (UTC)**:" in md and "- **DVC data hash**:" in md
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.config import REPO_ROOT
+from benchmark import repository
 from benchmark.errors import DataError
 
 #: Baseline folder names that are not δHBV variants (never given "dynamic parameters").
@@ -274,10 +274,10 @@ def _run_metrics(row: pd.Series) -> dict[str, float]:
 
 def load_config(params_path: Path | None) -> Any:
     """The validated ``params.yaml`` (None when it cannot be read: defaults are used)."""
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
 
     try:
-        return load_params(params_path or DEFAULT_PARAMS)
+        return load_params(params_path)
     except Exception:  # noqa: BLE001 - the report still renders from the default folders
         return None
 
@@ -309,7 +309,7 @@ def find_train_log(*folders: Path) -> Path | None:
 
 def collect_from_files(
     *,
-    root: Path = REPO_ROOT,
+    root: Path | None = None,
     eval_dir: Path | None = None,
     baselines_dir: Path | None = None,
     models_dir: Path | None = None,
@@ -322,7 +322,8 @@ def collect_from_files(
     Parameters
     ----------
     root
-        Repository root (for ``dvc.lock`` and git); relative folders resolve against it.
+        Repository root (for ``dvc.lock`` and git); relative folders resolve against it
+        (default: :func:`benchmark.repository.root`).
     eval_dir, baselines_dir, models_dir, perf_dir
         Default: ``train.eval_dir``, ``baselines.out_dir``, ``train.models_dir`` of
         ``params.yaml`` and ``reports/perf``.
@@ -336,6 +337,7 @@ def collect_from_files(
     DataError
         If no model folder holds metrics, or a metric file is unreadable.
     """
+    root = root if root is not None else repository.root()
     params = load_config(params_path)
     dirs = default_dirs(root, params)
     for key, given in (("eval", eval_dir), ("baselines", baselines_dir), ("models", models_dir), ("perf", perf_dir)):
@@ -429,7 +431,7 @@ def _history_frame(client: Any, run_id: str) -> pd.DataFrame | None:
 def collect_from_mlflow(
     scratch: Path,
     *,
-    root: Path = REPO_ROOT,
+    root: Path | None = None,
     experiment: str | None = None,
     profile: str | None = None,
     perf_dir: Path | None = None,
@@ -446,6 +448,7 @@ def collect_from_mlflow(
     """
     from benchmark import tracking
 
+    root = root if root is not None else repository.root()
     params = load_config(params_path)
     experiment = experiment or (params.train.experiment if params is not None else "hbvbench")
     profile = profile or getattr(params, "profile", None)

@@ -9,10 +9,8 @@ from benchmark.config import load_params
 
 
 def _params(args: argparse.Namespace):
-    from benchmark.config import DEFAULT_PARAMS
-
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
-    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    return load_params(args.params, overrides=overrides)
 
 
 def _train(args: argparse.Namespace) -> int:

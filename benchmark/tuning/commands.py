@@ -7,11 +7,11 @@ from pathlib import Path
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
     from benchmark.tuning.runner import run_tuning
 
     overrides = {"profile": args.profile} if args.profile else None
-    params = load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    params = load_params(args.params, overrides=overrides)
     result = run_tuning(
         params,
         args.model,
