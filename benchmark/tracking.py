@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"
 DVC_PREPARE_STAGE = "prepare"
+DVC_EXPERIMENT_ENV = "DVC_EXP_NAME"
+"""Set by ``dvc exp run`` for the stage commands of an experiment: its name."""
+DVC_EXPERIMENT_TAG = "dvc.experiment"
 
 # MLflow's own limits (mlflow.utils.validation); values beyond them are rejected by the server.
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -156,11 +159,38 @@ def artifact_root(uri: str | None = None) -> Path | None:
     return repository.store_root() / ARTIFACTS_DIR_NAME
 
 
+_READY_SQLITE_STORES: set[str] = set()
+"""SQLite stores this process has created or checked (see :func:`_prepare_sqlite_store`)."""
+
+
+def _prepare_sqlite_store(uri: str, db_path: Path) -> None:
+    """Create (or migrate) the tables of a SQLite store while holding ``<db>.lock``.
+
+    MLflow creates its tables when a process first opens the store; two processes doing so
+    at once (``dvc queue start -j 2``, tuning workers on a new store) race and one fails with
+    "table ... already exists". The first one here creates them, the others wait and find them.
+    """
+    if uri in _READY_SQLITE_STORES:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # opens the store: creates tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_SQLITE_STORES.add(uri)
+
+
 def configure() -> str:
     """Point MLflow at :func:`tracking_uri` (idempotent; cheap after the first call).
 
-    Creates the folder of a SQLite database if it is missing. Called by :func:`run`; call
-    it yourself only before using ``mlflow`` directly.
+    Creates the folder and the tables of a SQLite database if they are missing (one process
+    at a time). Called by :func:`run`; call it yourself only before using ``mlflow`` directly.
 
     Returns
     -------
@@ -171,7 +201,7 @@ def configure() -> str:
     mlflow = _mlflow()
     db_path = _sqlite_path(uri)
     if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_sqlite_store(uri, db_path)
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
     return uri
@@ -347,8 +377,9 @@ def git_state(repo: Path | None = None) -> dict[str, str]:
 
 
 PIPELINE_WRITTEN: tuple[str, ...] = ("dvc.lock", "reports/leaderboard.md", "reports/leaderboard.html",
-                                     "reports/figures/", "reports/regression_metrics.json")
-"""Tracked files that ``dvc repro`` / ``hbvbench regress`` rewrite (a ``dvc.lock`` in any folder)."""
+                                     "reports/figures/", "reports/regression_metrics.json", "artifacts/")
+"""Tracked files that ``dvc repro`` / ``hbvbench regress`` rewrite (a ``dvc.lock`` in any folder; the
+``cache: false`` metrics, logs and plots under ``artifacts/`` that experiments commit)."""
 
 
 def _pipeline_written(path: str) -> bool:
@@ -430,11 +461,14 @@ def standard_tags(
     -------
     dict
         ``profile``, ``git_commit``, ``git_dirty``, ``data_md5`` (when ``dvc.lock`` has
-        it), and from the spec: ``model``, ``scheme``, ``gradient``, ``structure``
+        it), ``dvc.experiment`` (inside ``dvc exp run``: the experiment's name), and from the spec: ``model``, ``scheme``, ``gradient``, ``structure``
         (``capillary_rise`` or ``standard``), ``substeps``.
     """
     tags: dict[str, str] = {"profile": str(profile)}
     tags.update(git_state(repo))
+    dvc_experiment = os.environ.get(DVC_EXPERIMENT_ENV, "").strip()
+    if dvc_experiment:  # a queued / --temp DVC experiment: the name `dvc exp show` lists it under
+        tags[DVC_EXPERIMENT_TAG] = dvc_experiment
     data_hash = dvc_data_hash(repo, data_dir)
     if data_hash is not None:
         tags["data_md5"] = data_hash
