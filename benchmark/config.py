@@ -114,6 +114,9 @@ class TrainConfig(_Strict):
     #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
     dynamic_parameters: list[str] | None = None
     compile: bool = False
+    #: torch CPU threads per process (null: cores / workers for a known worker, else torch's default);
+    #: speed, not results beyond rounding (benchmark.threads)
+    threads: int | None = None
     test_warmup_days: int = 730
     experiment: str = "hbvbench"
     models_dir: Path = Path("artifacts/models")
@@ -124,6 +127,13 @@ class TrainConfig(_Strict):
     def _positive_epochs(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError(f"epochs must be >= 1 or null, got {value}")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {value}")
         return value
 
     @field_validator("alpha", "dropout")

@@ -351,7 +351,7 @@ def run_perf(args: argparse.Namespace) -> int:
     if raw_dir is None:
         raw_dir = resolve_path(load_params(args.params).data.raw_dir)
     config = perf_config(raw_dir, basins=args.basins, days=args.days, nmul=args.nmul, dtype=args.dtype,
-                         device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
+                         device=args.device, threads=args.threads or 0, repeats=args.repeats, rounds=args.rounds,
                          compile_=bool(args.compile),
                          seed=args.seed)
     rows, ratio = measure_variants(config, args.variants)
@@ -383,7 +383,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every variant this many times, interleaved; the ratio is the median "
                              "of the per-round ratios (default 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
     parser.add_argument("--variants", nargs="+", default=list(VARIANT_KEYS), metavar="NAME",
                         help=f"subset of: {', '.join(VARIANT_KEYS)}")

@@ -124,7 +124,7 @@ def test_two_queued_ci_variants_run_in_parallel_temp_workspaces_and_exp_show_lis
     clone = _fresh_clone(repo_root, tmp_path / "clone")
     for name, rate in LEARNING_RATES.items():
         _dvc(clone, "exp", "run", "--queue", "--name", name, "-S", "profile=ci", "-S", "train.models=[dhbv]",
-             "-S", f"train.learning_rate={rate}")
+             "-S", f"train.learning_rate={rate}", "-S", "train.threads=1")
     started = time.monotonic()
     _dvc(clone, "queue", "start", "-j", "2")
     try:
@@ -159,6 +159,9 @@ def test_two_queued_ci_variants_run_in_parallel_temp_workspaces_and_exp_show_lis
     with sqlite3.connect(clone / "mlflow.db") as db:
         tagged = db.execute("SELECT t.value, r.name FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
                             "WHERE t.key = 'dvc.experiment'").fetchall()
+        threads = db.execute("SELECT p.value FROM params p JOIN tags t ON t.run_uuid = p.run_uuid "
+                             "WHERE p.key = 'torch_threads' AND t.key = 'dvc.experiment'").fetchall()
+    assert threads == [("1",), ("1",)]  # -S train.threads=1: the budget of each dhbv training
     for name in LEARNING_RATES:
         runs = sorted(run.split("-")[0] for experiment, run in tagged if experiment == name)
         assert runs == ["dhbv", "lstm_nh", "sacsma"], tagged

@@ -26,7 +26,11 @@ def run_tags(params: Params, spec: Any, seed: int) -> dict[str, str]:
 
 
 def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> dict[str, Any]:
-    """Everything that defines a run, flat: the training setup, the profile and ``train:`` config."""
+    """Everything that defines a run, flat: the training setup, the profile and ``train:`` config,
+    and ``torch_threads``, the thread budget the training ran with (:mod:`benchmark.threads`; it
+    explains the timings, never the results)."""
+    import torch
+
     profile = params.active.model_dump(mode="json")
     train = params.train.model_dump(mode="json")
     flat: dict[str, Any] = {f"profile.{k}": v for k, v in profile.items() if k not in ("basins", "seeds")}
@@ -34,6 +38,7 @@ def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> d
     flat.update({k: v for k, v in fingerprint.items() if k != "basins"})
     flat["n_basins"] = len(fingerprint["basins"])
     flat["epochs"] = epochs
+    flat["torch_threads"] = torch.get_num_threads()
     return flat
 
 

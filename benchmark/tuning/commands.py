@@ -22,6 +22,7 @@ def _tune(args: argparse.Namespace) -> int:
         workers=args.workers,
         metric=args.metric,
         best_params_path=Path(args.best_params) if args.best_params else None,
+        threads=args.threads,
     )
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
     print(f"study {result.study_name} ({result.storage_url}): {counts}; MLflow parent run {result.parent_run_id}")
