@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "baselines.commands",
     "benchmark.perf",
     "benchmark.regression.commands",
+    "benchmark.ui",
 )
 
 PARAMS_HELP = "path to params.yaml; its folder is the repository root (default: params.yaml of the repository " \

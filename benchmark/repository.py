@@ -102,6 +102,14 @@ def root() -> Path:
     return found
 
 
+def root_or_none() -> Path | None:
+    """:func:`root`, or None outside any repository (for metadata that is optional, e.g. the git commit)."""
+    try:
+        return root()
+    except RepositoryNotFound:
+        return None
+
+
 def store_root() -> Path:
     """Folder of the stores that outlive a run (default MLflow and Optuna databases).
 

@@ -58,6 +58,21 @@ DVC_EXPERIMENT_ENV = "DVC_EXP_NAME"
 """Set by ``dvc exp run`` for the stage commands of an experiment: its name."""
 DVC_EXPERIMENT_TAG = "dvc.experiment"
 
+TEST_METRIC_PREFIX = "test"
+"""Prefix of the test-period metrics every model's run logs (``test.NSE_median``, ...)."""
+RUNS_TABLE_METRICS: tuple[str, ...] = ("NSE_median", "KGE_median", "FLV_median", "FHV_median")
+"""Summary keys the MLflow runs table shows for every model, side by side (as ``test.<key>``)."""
+PREPARED_DATA_NAME = "camels_us"
+
+# How `mlflow ui` (MLflow 3) presents our experiments: a model-training experiment, whose runs
+# table shows the test metrics. The UI reads the kind tag (older 3.x releases decide from it
+# which page an experiment opens on; 3.17 asks the URL's workflowType) and applies a shared view
+# (an experiment tag named by the URL's viewStateShareKey: the columns to show).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+RUNS_VIEW_KEY = "hbvbench-test-metrics"
+
 # MLflow's own limits (mlflow.utils.validation); values beyond them are rejected by the server.
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
@@ -219,11 +234,36 @@ def _experiment_dir_name(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
 
 
+def test_metric_name(key: str) -> str:
+    """The MLflow name of a test-period summary metric, the same for every model: ``test.<key>``."""
+    return f"{TEST_METRIC_PREFIX}.{key}"
+
+
+def runs_view_state() -> dict[str, Any]:
+    """The runs-table view of our experiments: dataset, logged model, :data:`RUNS_TABLE_METRICS`, model and profile."""
+    columns = ["attributes.`Dataset`", "attributes.`Models`", "tags.`model`", "tags.`profile`"]
+    columns += [f"metrics.`{test_metric_name(key)}`" for key in RUNS_TABLE_METRICS]
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+def experiment_tags() -> dict[str, str]:
+    """The tags that make ``mlflow ui`` present an experiment of ours as model training."""
+    return {EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND,
+            SHARED_VIEW_TAG_PREFIX + RUNS_VIEW_KEY: json.dumps(runs_view_state())}
+
+
+def runs_table_url(ui_url: str, experiment_id: str) -> str:
+    """The page of ``mlflow ui`` (at ``ui_url``) showing an experiment's runs table with the test metrics."""
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}")
+
+
 def ensure_experiment(name: str) -> str:
     """Return the id of experiment ``name``, creating (or restoring a deleted) one if needed.
 
     New experiments on a local store keep their artifacts in
-    ``artifact_root() / <name>`` (see :func:`artifact_root`).
+    ``artifact_root() / <name>`` (see :func:`artifact_root`). Every experiment we log to
+    carries :func:`experiment_tags` (set on creation, added to older ones).
     """
     from mlflow.exceptions import MlflowException
 
@@ -233,11 +273,14 @@ def ensure_experiment(name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             log.warning("restoring deleted MLflow experiment %r", name)
             mlflow_client.restore_experiment(experiment.experiment_id)
+        for key, value in experiment_tags().items():
+            if experiment.tags.get(key) != value:
+                mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     root = artifact_root(mlflow_client.tracking_uri)
     location = (root / _experiment_dir_name(name)).as_uri() if root is not None else None
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location, tags=experiment_tags())
     except MlflowException as exc:
         # Another process created it between our lookup and create.
         experiment = mlflow_client.get_experiment_by_name(name)
@@ -364,7 +407,9 @@ def git_state(repo: Path | None = None) -> dict[str, str]:
         nor do the files the pipeline itself rewrites (:data:`PIPELINE_WRITTEN`: ``dvc.lock``
         during a ``dvc repro``, the generated reports).
     """
-    repo = repo if repo is not None else repository.root()
+    repo = repo if repo is not None else repository.root_or_none()
+    if repo is None:  # the library used outside any repository: no code state to record
+        return {}
     commit = _git(["rev-parse", "HEAD"], repo)
     if not commit:
         return {}
@@ -407,7 +452,9 @@ def dvc_data_hash(repo: Path | None = None, data_dir: Path | str | None = None) 
     """
     import yaml
 
-    repo = repo if repo is not None else repository.root()
+    repo = repo if repo is not None else repository.root_or_none()
+    if repo is None:
+        return None
     lock_path = repo / "dvc.lock"
     if not lock_path.is_file():
         return None
@@ -731,6 +778,68 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
     if skipped:
         mlflow.set_tag("metrics_not_available", _truncate(",".join(skipped), MAX_TAG_VALUE_LENGTH))
     return skipped
+
+
+def log_test_metrics(summary: Mapping[str, Any]) -> list[str]:
+    """Log a model's test-period summary under the names every model shares (:func:`test_metric_name`).
+
+    Returns the keys skipped as not numbers (see :func:`log_metrics_dict`).
+    """
+    return log_metrics_dict(summary, prefix=TEST_METRIC_PREFIX)
+
+
+def _prepared_data_digest(data_dir: Path, repo: Path | None) -> tuple[str, str]:
+    """``(digest, where from)``: DVC's md5 of the folder, else the sha256 of its manifest (32 hex digits)."""
+    import hashlib
+
+    md5 = dvc_data_hash(repo, data_dir)
+    if md5:
+        return md5.removesuffix(".dir"), "dvc.lock"
+    manifest = data_dir / "manifest.json"
+    if manifest.is_file():
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()[:32], "manifest.json"
+    return "unknown", "none"
+
+
+def log_prepared_data(data_dir: Path | str, profile: str, *, context: str = "training",
+                      repo: Path | None = None) -> dict[str, str]:
+    """Record the prepared dataset as an input of the active run (the "Datasets" column of ``mlflow ui``).
+
+    Parameters
+    ----------
+    data_dir
+        The prepared-data folder (``data.processed_dir``).
+    profile
+        The profile whose basins and periods the run used: the dataset is ``camels_us-<profile>``.
+    context
+        ``training`` or ``evaluation``.
+    repo
+        Repository root holding ``dvc.lock`` (default :func:`benchmark.repository.root`).
+
+    Returns
+    -------
+    dict
+        The input's tags besides its context: ``dvc.md5`` (the md5 DVC recorded for the folder,
+        when ``dvc.lock`` has it) and ``digest_from``. The dataset's digest is that md5 (without
+        ``.dir``), else the first 32 hex digits of the sha256 of its ``manifest.json``.
+    """
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    _require_active_run()
+    data_dir = repository.resolve(data_dir, repo)
+    digest, origin = _prepared_data_digest(data_dir, repo)
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": it is a local folder either way
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(str(data_dir))
+    tags = {"digest_from": origin}
+    if origin == "dvc.lock":
+        tags["dvc.md5"] = dvc_data_hash(repo, data_dir) or ""
+    dataset = MetaDataset(source, name=f"{PREPARED_DATA_NAME}-{profile}", digest=digest)
+    _mlflow().log_input(dataset, context=context, tags=tags)
+    return tags
 
 
 def measure_peak_memory() -> dict[str, float]:

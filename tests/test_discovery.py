@@ -137,3 +137,11 @@ def test_no_path_is_derived_from_where_the_package_is_installed():
                     offenders.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}")
     assert offenders == []
 
+
+
+def test_the_library_outside_a_repository_records_no_code_state_instead_of_failing(tmp_path, isolated):
+    """`train_model(params)` from a notebook anywhere: the git commit and DVC hash are optional metadata."""
+    isolated.chdir(tmp_path)
+    assert repository.root_or_none() is None
+    assert tracking.git_state() == {} and tracking.dvc_data_hash() is None
+    assert tracking.standard_tags("ci") == {"profile": "ci"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,71 @@ def cdf_figure(per_basin: pd.DataFrame, model_name: str) -> Any:
     return fig
 
 
+@dataclass
+class TrainedNetwork:
+    """A trained model as evaluation needs it, wherever it came from (checkpoint, MLflow model).
+
+    Attributes
+    ----------
+    spec
+        The registry entry of the HBV variant (``benchmark.models.registry``).
+    state_dict
+        The network's weights.
+    stats
+        The input normalization fitted on the training period.
+    setup
+        The training setup (``checkpoint["setup"]``: profile, shape, solver settings, ...).
+    seed, epochs
+        Training seed and number of epochs trained.
+    mlflow_run_id
+        The MLflow run of the training, when known.
+    """
+
+    spec: Any
+    state_dict: dict[str, torch.Tensor]
+    stats: NormalizationStats
+    setup: dict[str, Any]
+    seed: int
+    epochs: int
+    mlflow_run_id: str | None = None
+
+
+def model_spec(model_name: str) -> Any:
+    """The registry entry of ``model_name`` (ConfigError naming it when unknown)."""
+    from benchmark.models.registry import get_model_spec
+
+    try:
+        return get_model_spec(model_name)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+
+
+def load_trained(params: Params, model_name: str, seed: int | None = None) -> TrainedNetwork:
+    """The trained ``model_name`` of the active profile from its model folder (checkpoint + normalization)."""
+    spec = model_spec(model_name)
+    mdir = model_dir(params, model_name, seed)
+    ckpt = load_checkpoint(mdir / CHECKPOINT_NAME)
+    if ckpt["setup"]["profile"] != params.profile:
+        raise TrainingError(
+            f"{mdir / CHECKPOINT_NAME} was trained on profile {ckpt['setup']['profile']!r}, not {params.profile!r}; "
+            "train it again on this profile"
+        )
+    stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
+    return TrainedNetwork(spec, ckpt["model_state"], stats, dict(ckpt["setup"]), int(ckpt["seed"]), int(ckpt["epoch"]),
+                          ckpt.get("mlflow_run_id"))
+
+
+def build_trained(params: Params, trained: TrainedNetwork) -> Any:
+    """The network + HBV variant with the trained weights, on ``train.device`` in ``train.dtype``."""
+    from benchmark.tuning.space import params_as_trained
+
+    params = params_as_trained(params, trained.setup)  # shape/solver of a --hyperparams or --init-from run
+    device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
+    model = build_model(trained.spec, params, trained.stats.n_inputs).to(device=device, dtype=dtype)
+    model.network.load_state_dict(trained.state_dict)
+    return model
+
+
 def evaluate_model(
     params: Params,
     model_name: str,
@@ -210,44 +276,48 @@ def evaluate_model(
     per_basin, summary
         As :func:`benchmark.evaluation.score_predictions`.
     """
-    from benchmark import evaluation
-    from benchmark.models.registry import get_model_spec
-
     tic = time.perf_counter()
-    try:
-        spec = get_model_spec(model_name)
-    except KeyError as exc:
-        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
-    mdir = model_dir(params, model_name, seed)
-    ckpt = load_checkpoint(mdir / CHECKPOINT_NAME)
-    if ckpt["setup"]["profile"] != params.profile:
-        raise TrainingError(
-            f"{mdir / CHECKPOINT_NAME} was trained on profile {ckpt['setup']['profile']!r}, not {params.profile!r}; "
-            "train it again on this profile"
-        )
-    stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
+    trained = load_trained(params, model_name, seed)
+    return evaluate_trained(params, trained, eval_dir(params, model_name, seed), dataset=dataset, track=track,
+                            started=tic)
+
+
+def evaluate_trained(
+    params: Params,
+    trained: TrainedNetwork,
+    out: Path,
+    *,
+    dataset: xr.Dataset | None = None,
+    track: bool = False,
+    started: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Evaluate ``trained`` on the test period of the active profile; write the results to ``out``.
+
+    ``predictions.nc``, ``metrics.json``, ``per_basin_metrics.csv`` and the figures; with
+    ``track``, also logged to ``trained.mlflow_run_id`` (re-opened; a new run when unknown).
+    """
+    from benchmark import evaluation
+
+    tic = started if started is not None else time.perf_counter()
     if dataset is None:
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
     ds = select_basins(dataset, params.active)
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
-    data = series_tensors(ds, stats, device, dtype)
+    data = series_tensors(ds, trained.stats, device, dtype)
     first, start, end = test_bounds(data.dates, params)
     check_forcing(data, first, end, "test period and its warm-up")
 
-    from benchmark.tuning.space import params_as_trained
-
-    params = params_as_trained(params, ckpt["setup"])  # shape/solver of a --hyperparams or --init-from run
-    model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
-    model.network.load_state_dict(ckpt["model_state"])
-    series, parameters, solver_stats = predict(model, data, first, start, end, max(1, params.active.batch_basins))
+    model = build_trained(params, trained)
+    model_name = trained.spec.name
+    chunk = max(1, params.active.batch_basins)
+    series, parameters, solver_stats = predict(model, data, first, start, end, chunk)
     qobs = data.qobs[start : end + 1].cpu().double().numpy()
     pred = predictions_dataset(model_name, data.basins, data.dates[start : end + 1], qobs, series, parameters)
-    pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile})
+    pred.attrs.update({"seed": trained.seed, "epochs": trained.epochs, "profile": params.profile})
 
     per_basin, summary = evaluation.score_predictions(pred, ds)
-    out = eval_dir(params, model_name, seed)
     write_netcdf(pred, out / PREDICTIONS_NAME)
     evaluation.write_metrics(out, per_basin, summary)
     figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
@@ -258,7 +328,7 @@ def evaluate_model(
         from benchmark.training.tracking_glue import log_evaluation
 
         log_evaluation(
-            params, spec, int(ckpt["seed"]), ckpt.get("mlflow_run_id"), out,
+            params, trained.spec, trained.seed, trained.mlflow_run_id, out,
             pred=pred, per_basin=per_basin, summary=summary, figures=figures,
             extra_metrics={
                 "test_wall_s": wall,

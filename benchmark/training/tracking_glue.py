@@ -88,7 +88,7 @@ def log_evaluation(
 
     tags = run_tags(params, spec, seed)
     with open_run(params, run_name=f"{spec.name}-seed{seed}", tags=tags, params_to_log={}, run_id=run_id) as active:
-        tracking.log_metrics_dict(summary, prefix="test")
+        tracking.log_test_metrics(summary)
         mlflow.log_metrics({k: float(v) for k, v in extra_metrics.items()})
         tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
         tracking.log_dataset(pred, "predictions.nc")
