@@ -23,22 +23,22 @@ LOSS_NAME = "loss_curve.png"
 
 
 def _params(args: argparse.Namespace) -> Params:
-    from benchmark.config import DEFAULT_PARAMS
-
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
-    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    return load_params(args.params, overrides=overrides)
 
 
 @contextlib.contextmanager
 def _tracked(enabled: bool, params: Params, run_name: str, tags: dict[str, str],
-             run_params: dict[str, Any]) -> Iterator[bool]:
-    """An MLflow run around the body when ``enabled`` (yields whether one is active)."""
+             run_params: dict[str, Any], data_context: str) -> Iterator[bool]:
+    """An MLflow run around the body when ``enabled`` (yields whether one is active), with the
+    prepared dataset as its input (``data_context``: ``training`` or ``evaluation``)."""
     if not enabled:
         yield False
         return
     from benchmark import tracking
 
     with tracking.run(params.train.experiment, run_name, tags=tags, params=run_params):
+        tracking.log_prepared_data(params.data.processed_dir, params.profile, context=data_context)
         yield True
 
 
@@ -92,7 +92,7 @@ def _log_outputs(out_dir: Path, per_basin: Any, pred: Any, summary: dict[str, An
 
     from benchmark import tracking
 
-    tracking.log_metrics_dict(summary, prefix="test")
+    tracking.log_test_metrics(summary)
     tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
     tracking.log_dataset(pred, "predictions.nc")
     mlflow.log_artifact(str(out_dir / "metrics.json"), artifact_path="evaluation")
@@ -122,7 +122,7 @@ def run_lstm(params: Params, *, out_dir: Path | None = None, mlflow_enabled: boo
 
     run_name = f"{MODEL_NAME}-seed{params.active.seeds[0]}"
     tags = _tags(params, MODEL_NAME) if mlflow_enabled else {}
-    with _tracked(mlflow_enabled, params, run_name, tags, lstm_run_params(params)) as logging_on:
+    with _tracked(mlflow_enabled, params, run_name, tags, lstm_run_params(params), "training") as logging_on:
         result = run_lstm_baseline(params, out_dir=out_dir, on_epoch=on_epoch)
         nh = result.nh_run
         figures = _figures(result.predictions, result.per_basin, MODEL_NAME)
@@ -156,7 +156,7 @@ def run_sacsma(params: Params, *, out_dir: Path | None = None, mlflow_enabled: b
     tags = _tags(params, MODEL_NAME) if mlflow_enabled else {}
     flat = {f"profile.{k}": v for k, v in params.active.model_dump(mode="json").items() if k in ("train", "test")}
     flat["data.forcing_product"] = params.data.forcing_product
-    with _tracked(mlflow_enabled, params, run_name, tags, flat) as logging_on:
+    with _tracked(mlflow_enabled, params, run_name, tags, flat, "evaluation") as logging_on:
         result = run_sacsma_baseline(params, out_dir=out_dir)
         output = result.output
         _save_figures(_figures(output.predictions, result.per_basin, MODEL_NAME), result.out_dir, logging_on)

@@ -1,7 +1,8 @@
 """Published reference numbers of Song et al. (2024) as data, for the leaderboard.
 
 The values of the paper's Table 1 (streamflow metrics), Table 2 (signatures) and Table A2
-(numerical schemes, V100 timings) live in ``baselines/published/*.csv``. They are medians over
+(numerical schemes, V100 timings) live in ``baselines/published/*.csv``, shipped as package
+data (read through :mod:`importlib.resources`, so an installed wheel has them too). They are medians over
 the paper's 671 CAMELS-US basins, so the report shows them beside our numbers under the label
 :data:`LABEL` and never mixes them into our medians.
 
@@ -15,17 +16,22 @@ NaN: the paper reports "-" there.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
 from benchmark.errors import DataError
 
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from importlib.resources.abc import Traversable
+
 CITATION = "Song, Y. et al. (2024), Hydrol. Earth Syst. Sci., 28, 3051-3077, doi:10.5194/hess-28-3051-2024"
 SHORT_CITATION = "Song et al. 2024, HESS 28:3051, doi:10.5194/hess-28-3051-2024"
 LABEL = "published, 671 basins"
-PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
+PUBLISHED_PACKAGE = "baselines"
+PUBLISHED_FOLDER = "published"
 
 TableName = Literal["table1", "table2", "tableA2"]
 
@@ -38,7 +44,14 @@ _TEXT_COLUMNS = {"model", "paper_name", "dynamic_parameters", "numerical_scheme"
                  "time_per_batch_text", "note"}
 
 
-def load_published(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.DataFrame:
+def _published_file(filename: str, directory: Path | None) -> "Path | Traversable":
+    """``filename`` in ``directory``, or in the package data when ``directory`` is None."""
+    if directory is not None:
+        return Path(directory) / filename
+    return resources.files(PUBLISHED_PACKAGE).joinpath(PUBLISHED_FOLDER, filename)
+
+
+def load_published(table: TableName, directory: Path | None = None) -> pd.DataFrame:
     """One published table, one row per model (wide format).
 
     Parameters
@@ -47,7 +60,7 @@ def load_published(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.Data
         ``"table1"`` (streamflow metrics), ``"table2"`` (BFI r, ET NSE) or ``"tableA2"``
         (numerical schemes: memory MB, seconds per batch on a V100, metrics).
     directory
-        Folder with the CSV files (default: ``baselines/published``).
+        Folder with the CSV files (default: the package's ``baselines/published``).
 
     Returns
     -------
@@ -63,10 +76,11 @@ def load_published(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.Data
     if table not in _FILES:
         raise DataError(f"unknown published table {table!r}; expected one of {sorted(_FILES)}")
     filename, title = _FILES[table]
-    path = Path(directory) / filename
+    path = _published_file(filename, directory)
     if not path.is_file():
         raise DataError(f"published reference file {path} is missing")
-    frame = pd.read_csv(path, dtype={col: "string" for col in _TEXT_COLUMNS}, keep_default_na=True)
+    with path.open("rb") as handle:
+        frame = pd.read_csv(handle, dtype={col: "string" for col in _TEXT_COLUMNS}, keep_default_na=True)
     if "model" not in frame.columns or frame["model"].isna().any():
         raise DataError(f"{path}: every row needs a 'model' identifier")
     for column in frame.columns:
@@ -81,7 +95,7 @@ def load_published(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.Data
     return frame
 
 
-def published_long(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.DataFrame:
+def published_long(table: TableName, directory: Path | None = None) -> pd.DataFrame:
     """One published table in tidy (long) format: one row per model and numeric quantity.
 
     Parameters
@@ -89,7 +103,7 @@ def published_long(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.Data
     table
         As in :func:`load_published`.
     directory
-        Folder with the CSV files.
+        Folder with the CSV files (default: the package's).
 
     Returns
     -------
@@ -105,7 +119,7 @@ def published_long(table: TableName, directory: Path = PUBLISHED_DIR) -> pd.Data
     return long[["model", "paper_name", "metric", "value", "table", "label", "source"]]
 
 
-def published_value(table: TableName, model: str, metric: str, directory: Path = PUBLISHED_DIR) -> float:
+def published_value(table: TableName, model: str, metric: str, directory: Path | None = None) -> float:
     """A single published number, e.g. ``published_value("table1", "lstm_nh", "NSE") == 0.73``.
 
     Raises

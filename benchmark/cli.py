@@ -4,6 +4,10 @@ Each subcommand lives in the module that implements it and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
 ``argparse.Namespace``, returning an exit code). Add a new subcommand by appending its
 module to :data:`COMMAND_MODULES`.
+
+Every command works on the repository found from the working directory (or ``--params`` /
+``HBVBENCH_ROOT``; :mod:`benchmark.repository`) and runs torch with the thread budget of
+:mod:`benchmark.threads`. ``--params`` and ``--threads`` go before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterator
 
-from benchmark.errors import HbvbenchError
+from benchmark import repository, threads
+from benchmark.errors import ConfigError, HbvbenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmark.data.commands",
@@ -22,16 +28,42 @@ COMMAND_MODULES: tuple[str, ...] = (
     "baselines.commands",
     "benchmark.perf",
     "benchmark.regression.commands",
+    "benchmark.ui",
 )
+
+PARAMS_HELP = "path to params.yaml; its folder is the repository root (default: params.yaml of the repository " \
+              "holding the working directory, or of $HBVBENCH_ROOT)"
+THREADS_HELP = "torch CPU threads of this process (default: train.threads, else cores / workers when it is one " \
+               "of several workers, else torch's default)"
+
+
+def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--params", default=default, metavar="FILE", help=PARAMS_HELP)
+    parser.add_argument("--threads", type=int, default=default, metavar="N", help=THREADS_HELP)
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers of runnable subcommands (those without subcommands of their own) under ``parser``."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+        return
+    for group in groups:
+        for sub in dict.fromkeys(group.choices.values()):  # aliases map to the same parser
+            yield from _leaf_parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="hbvbench", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=None, help="path to params.yaml (default: the repository's)")
+    _add_common_options(parser, None)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for leaf in _leaf_parsers(parser):
+        if leaf is not parser:
+            # SUPPRESS: given after the subcommand it wins, absent it leaves the top-level value
+            _add_common_options(leaf, argparse.SUPPRESS)
     return parser
 
 
@@ -43,6 +75,27 @@ def command_name(args: argparse.Namespace) -> str:
     """``train``, ``data fetch``, ``baseline lstm``: the command as the user typed it."""
     parts = [args.command, *(getattr(args, dest, None) for dest in _SUBCOMMAND_DESTS)]
     return " ".join(str(part) for part in parts if part)
+
+
+def _configured_threads(params_file: str | None) -> int | None:
+    """``train.threads`` of the params file, None when there is none to read.
+
+    A missing or invalid ``params.yaml`` is not reported here: the commands that need it
+    report it themselves, and the others (``data fetch``, ``perf --raw-dir``) do not need it.
+    """
+    from benchmark.config import load_params
+
+    try:
+        return load_params(params_file).train.threads
+    except ConfigError:
+        return None
+
+
+def thread_budget(args: argparse.Namespace) -> threads.ThreadBudget:
+    """This command's thread budget: ``--threads``, ``train.threads``, torchrun's local world size."""
+    explicit = args.threads
+    configured = None if explicit is not None else _configured_threads(args.params)
+    return threads.choose(explicit, configured, threads.local_workers())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = command_name(args)
     try:
-        return int(args.func(args) or 0)
+        with repository.rooted_at(args.params), threads.applied(thread_budget(args)):
+            return int(args.func(args) or 0)
     except HbvbenchError as exc:
         print(f"hbvbench {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -29,10 +29,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmark import repository
 from benchmark.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 
 FORCING_PRODUCTS = ("daymet", "maurer", "nldas")
 
@@ -178,6 +176,9 @@ class TrainConfig(_Strict):
     #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
     dynamic_parameters: list[str] | None = None
     compile: bool = False
+    #: torch CPU threads per process (null: cores / workers for a known worker, else torch's default);
+    #: speed, not results beyond rounding (benchmark.threads)
+    threads: PositiveInt | None = None
     test_warmup_days: NonNegativeInt = 730
     experiment: str = "hbvbench"
     models_dir: Path = Path("artifacts/models")
@@ -424,13 +425,14 @@ def read_yaml(path: Path | str, what: str = "config file") -> Any:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] | None = None) -> Params:
+def load_params(path: Path | str | None = None, *, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate a ``params.yaml``.
 
     Parameters
     ----------
     path
-        The YAML file (default: the repository's ``params.yaml``).
+        The YAML file (default: ``params.yaml`` of the repository root,
+        :func:`benchmark.repository.root`).
     overrides
         Top-level keys to replace after reading (e.g. ``{"profile": "ci"}``).
 
@@ -443,9 +445,10 @@ def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] 
     ------
     ConfigError
         If the file is missing, not YAML, has a key twice, or a key is unknown or invalid;
-        the message names the file and the key.
+        the message names the file and the key (:class:`~benchmark.repository.RepositoryNotFound`
+        when there is no path and no repository).
     """
-    path = Path(path)
+    path = Path(path) if path is not None else repository.params_path()
     raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"config file {path} is empty; it must hold the params.yaml mapping (profile, profiles, ...)")
@@ -458,6 +461,10 @@ def load_params(path: Path | str = DEFAULT_PARAMS, *, overrides: dict[str, Any] 
         raise ConfigError(format_validation_error(path, err)) from None
 
 
-def resolve_path(path: Path, root: Path = REPO_ROOT) -> Path:
-    """Return ``path`` made absolute against the repository root (absolute paths pass)."""
-    return path if path.is_absolute() else (root / path)
+def resolve_path(path: Path, root: Path | None = None) -> Path:
+    """Return ``path`` made absolute against ``root`` (default: the repository root; absolute paths pass).
+
+    The repository root is found from the working directory, ``--params`` or
+    ``HBVBENCH_ROOT`` (:mod:`benchmark.repository`), never from where the package lives.
+    """
+    return repository.resolve(path, root)

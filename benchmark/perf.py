@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("reports/perf")
 START_DATE = "1980-10-01"
 WARMUP_STEPS = 3
@@ -368,7 +367,7 @@ def run_perf(args: argparse.Namespace) -> int:
     """Measure every requested variant, write ``perf.json`` / ``perf.md``, print ``ratio <x>`` last."""
     import torch
 
-    from benchmark.config import DEFAULT_PARAMS, load_params, resolve_path
+    from benchmark.config import load_params, resolve_path
     from benchmark.errors import ConfigError
 
     for name in ("basins", "days", "nmul", "repeats", "rounds"):
@@ -383,9 +382,9 @@ def run_perf(args: argparse.Namespace) -> int:
         raise ConfigError(f"--variants: unknown {unknown}; known: {', '.join(known)}")
     raw_dir = args.raw_dir
     if raw_dir is None:
-        raw_dir = resolve_path(load_params(args.params or DEFAULT_PARAMS).data.raw_dir)
+        raw_dir = resolve_path(load_params(args.params).data.raw_dir)
     config = perf_config(raw_dir, basins=args.basins, days=args.days, nmul=args.nmul, dtype=args.dtype,
-                         device=args.device, threads=args.threads, repeats=args.repeats, rounds=args.rounds,
+                         device=args.device, threads=args.threads or 0, repeats=args.repeats, rounds=args.rounds,
                          compile_=bool(args.compile),
                          seed=args.seed)
     rows, ratio = measure_variants(config, requested)
@@ -417,7 +416,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every variant this many times, interleaved; the ratio is the median "
                              "of the per-round ratios (default 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-day steps of every scheme")
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                         help=f"subset of the Table A2 rows ({', '.join(v.key for v in TABLE_A2)}) and the other "

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from benchmark.config import REPO_ROOT
+from benchmark import repository
 from benchmark.errors import ConfigError, HbvbenchError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -54,6 +54,24 @@ log = logging.getLogger(__name__)
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"
 DVC_PREPARE_STAGE = "prepare"
+DVC_EXPERIMENT_ENV = "DVC_EXP_NAME"
+"""Set by ``dvc exp run`` for the stage commands of an experiment: its name."""
+DVC_EXPERIMENT_TAG = "dvc.experiment"
+
+TEST_METRIC_PREFIX = "test"
+"""Prefix of the test-period metrics every model's run logs (``test.NSE_median``, ...)."""
+RUNS_TABLE_METRICS: tuple[str, ...] = ("NSE_median", "KGE_median", "FLV_median", "FHV_median")
+"""Summary keys the MLflow runs table shows for every model, side by side (as ``test.<key>``)."""
+PREPARED_DATA_NAME = "camels_us"
+
+# How `mlflow ui` (MLflow 3) presents our experiments: a model-training experiment, whose runs
+# table shows the test metrics. The UI reads the kind tag (older 3.x releases decide from it
+# which page an experiment opens on; 3.17 asks the URL's workflowType) and applies a shared view
+# (an experiment tag named by the URL's viewStateShareKey: the columns to show).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+RUNS_VIEW_KEY = "hbvbench-test-metrics"
 
 # MLflow's own limits (mlflow.utils.validation); values beyond them are rejected by the server.
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -108,7 +126,8 @@ def tracking_uri() -> str:
     str
         ``$MLFLOW_TRACKING_URI`` when set (a relative ``sqlite:///`` path is made absolute
         against the current directory, which is where MLflow would have put it), else
-        ``sqlite:///<absolute repo root>/mlflow.db``.
+        ``sqlite:///<absolute repo root>/mlflow.db`` (the workspace a DVC experiment was
+        started from, for one running in DVC's temporary copy: :func:`benchmark.repository.store_root`).
 
     Raises
     ------
@@ -118,7 +137,7 @@ def tracking_uri() -> str:
     """
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not env:
-        return _sqlite_uri(REPO_ROOT / DEFAULT_DB_NAME)
+        return _sqlite_uri(repository.store_root() / DEFAULT_DB_NAME)
     db_path = _sqlite_path(env)
     if db_path is not None:
         if db_path == Path(":memory:") or str(db_path) == "":
@@ -163,7 +182,34 @@ def artifact_root(uri: str | None = None) -> Path | None:
         return db_path.parent / ARTIFACTS_DIR_NAME
     if uri.startswith(("http://", "https://", "databricks")):
         return None
-    return REPO_ROOT / ARTIFACTS_DIR_NAME
+    return repository.store_root() / ARTIFACTS_DIR_NAME
+
+
+_READY_SQLITE_STORES: set[str] = set()
+"""SQLite stores this process has created or checked (see :func:`_prepare_sqlite_store`)."""
+
+
+def _prepare_sqlite_store(uri: str, db_path: Path) -> None:
+    """Create (or migrate) the tables of a SQLite store while holding ``<db>.lock``.
+
+    MLflow creates its tables when a process first opens the store; two processes doing so
+    at once (``dvc queue start -j 2``, tuning workers on a new store) race and one fails with
+    "table ... already exists". The first one here creates them, the others wait and find them.
+    """
+    if uri in _READY_SQLITE_STORES:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # opens the store: creates tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_SQLITE_STORES.add(uri)
 
 
 def check_store(uri: str | None = None) -> str:
@@ -209,9 +255,9 @@ def check_store(uri: str | None = None) -> str:
 def configure() -> str:
     """Point MLflow at :func:`tracking_uri` (idempotent; cheap after the first call).
 
-    Checks the store first (:func:`check_store`) and creates the folder of a SQLite
-    database if it is missing. Called by :func:`run`; call it yourself only before using
-    ``mlflow`` directly.
+    Checks the store first (:func:`check_store`) and creates the folder and the tables of a
+    SQLite database if they are missing (one process at a time). Called by :func:`run`; call it
+    yourself only before using ``mlflow`` directly.
 
     Returns
     -------
@@ -222,7 +268,7 @@ def configure() -> str:
     mlflow = _mlflow()
     db_path = _sqlite_path(uri)
     if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_sqlite_store(uri, db_path)
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
     return uri
@@ -255,11 +301,36 @@ def _experiment_dir_name(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
 
 
+def test_metric_name(key: str) -> str:
+    """The MLflow name of a test-period summary metric, the same for every model: ``test.<key>``."""
+    return f"{TEST_METRIC_PREFIX}.{key}"
+
+
+def runs_view_state() -> dict[str, Any]:
+    """The runs-table view of our experiments: dataset, logged model, :data:`RUNS_TABLE_METRICS`, model and profile."""
+    columns = ["attributes.`Dataset`", "attributes.`Models`", "tags.`model`", "tags.`profile`"]
+    columns += [f"metrics.`{test_metric_name(key)}`" for key in RUNS_TABLE_METRICS]
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+def experiment_tags() -> dict[str, str]:
+    """The tags that make ``mlflow ui`` present an experiment of ours as model training."""
+    return {EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND,
+            SHARED_VIEW_TAG_PREFIX + RUNS_VIEW_KEY: json.dumps(runs_view_state())}
+
+
+def runs_table_url(ui_url: str, experiment_id: str) -> str:
+    """The page of ``mlflow ui`` (at ``ui_url``) showing an experiment's runs table with the test metrics."""
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}")
+
+
 def ensure_experiment(name: str) -> str:
     """Return the id of experiment ``name``, creating (or restoring a deleted) one if needed.
 
     New experiments on a local store keep their artifacts in
-    ``artifact_root() / <name>`` (see :func:`artifact_root`).
+    ``artifact_root() / <name>`` (see :func:`artifact_root`). Every experiment we log to
+    carries :func:`experiment_tags` (set on creation, added to older ones).
     """
     from mlflow.exceptions import MlflowException
 
@@ -272,11 +343,14 @@ def ensure_experiment(name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             log.warning("restoring deleted MLflow experiment %r", name)
             mlflow_client.restore_experiment(experiment.experiment_id)
+        for key, value in experiment_tags().items():
+            if experiment.tags.get(key) != value:
+                mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     root = artifact_root(mlflow_client.tracking_uri)
     location = (root / _experiment_dir_name(name)).as_uri() if root is not None else None
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location, tags=experiment_tags())
     except MlflowException as exc:
         # Another process created it between our lookup and create.
         experiment = mlflow_client.get_experiment_by_name(name)
@@ -392,8 +466,8 @@ def _git(args: list[str], repo: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
-    """Git commit of ``repo`` and whether tracked files differ from it.
+def git_state(repo: Path | None = None) -> dict[str, str]:
+    """Git commit of ``repo`` (default: the repository root) and whether tracked files differ from it.
 
     Returns
     -------
@@ -403,6 +477,9 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
         nor do the files the pipeline itself rewrites (:data:`PIPELINE_WRITTEN`: ``dvc.lock``
         during a ``dvc repro``, the generated reports).
     """
+    repo = repo if repo is not None else repository.root_or_none()
+    if repo is None:  # the library used outside any repository: no code state to record
+        return {}
     commit = _git(["rev-parse", "HEAD"], repo)
     if not commit:
         return {}
@@ -415,8 +492,9 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
 
 
 PIPELINE_WRITTEN: tuple[str, ...] = ("dvc.lock", "reports/leaderboard.md", "reports/leaderboard.html",
-                                     "reports/figures/", "reports/regression_metrics.json")
-"""Tracked files that ``dvc repro`` / ``hbvbench regress`` rewrite (a ``dvc.lock`` in any folder)."""
+                                     "reports/figures/", "reports/regression_metrics.json", "artifacts/")
+"""Tracked files that ``dvc repro`` / ``hbvbench regress`` rewrite (a ``dvc.lock`` in any folder; the
+``cache: false`` metrics, logs and plots under ``artifacts/`` that experiments commit)."""
 
 
 def _pipeline_written(path: str) -> bool:
@@ -424,13 +502,13 @@ def _pipeline_written(path: str) -> bool:
         path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in PIPELINE_WRITTEN)
 
 
-def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) -> str | None:
+def dvc_data_hash(repo: Path | None = None, data_dir: Path | str | None = None) -> str | None:
     """The md5 DVC recorded for the prepared data (``dvc.lock``, stage ``prepare``).
 
     Parameters
     ----------
     repo
-        Folder holding ``dvc.lock``.
+        Folder holding ``dvc.lock`` (default: the repository root).
     data_dir
         The prepared-data path to pick when the stage has several outputs (relative to
         ``repo``, or absolute inside it); an output matches when it is that path, inside
@@ -444,6 +522,9 @@ def dvc_data_hash(repo: Path = REPO_ROOT, data_dir: Path | str | None = None) ->
     """
     import yaml
 
+    repo = repo if repo is not None else repository.root_or_none()
+    if repo is None:
+        return None
     lock_path = repo / "dvc.lock"
     if not lock_path.is_file():
         return None
@@ -477,7 +558,7 @@ def standard_tags(
     model_spec: Any | None = None,
     data_dir: Path | str | None = None,
     *,
-    repo: Path = REPO_ROOT,
+    repo: Path | None = None,
 ) -> dict[str, str]:
     """The tags every benchmark run carries.
 
@@ -491,18 +572,21 @@ def standard_tags(
     data_dir
         The prepared-data folder, to pick its hash from ``dvc.lock``.
     repo
-        The repository root (``git`` state and ``dvc.lock``).
+        The repository root (``git`` state and ``dvc.lock``; default :func:`benchmark.repository.root`).
 
     Returns
     -------
     dict
         ``profile``, ``git_commit``, ``git_dirty``, ``data_md5`` (when ``dvc.lock`` has
-        it), and from the spec: ``model``, ``scheme``, ``gradient``, ``structure``
-        (HBV's ``capillary_rise`` or ``standard``), ``model_structure`` (``hbv``, ``gr4j``, ...),
-        ``substeps``.
+        it), ``dvc.experiment`` (inside ``dvc exp run``: the experiment's name), and from the spec:
+        ``model``, ``scheme``, ``gradient``, ``structure`` (HBV's ``capillary_rise`` or ``standard``),
+        ``model_structure`` (``hbv``, ``gr4j``, ...), ``substeps``.
     """
     tags: dict[str, str] = {"profile": str(profile)}
     tags.update(git_state(repo))
+    dvc_experiment = os.environ.get(DVC_EXPERIMENT_ENV, "").strip()
+    if dvc_experiment:  # a queued / --temp DVC experiment: the name `dvc exp show` lists it under
+        tags[DVC_EXPERIMENT_TAG] = dvc_experiment
     data_hash = dvc_data_hash(repo, data_dir)
     if data_hash is not None:
         tags["data_md5"] = data_hash
@@ -776,6 +860,68 @@ def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "", step: int | N
     if texts:
         mlflow.set_tags(texts)
     return skipped
+
+
+def log_test_metrics(summary: Mapping[str, Any]) -> list[str]:
+    """Log a model's test-period summary under the names every model shares (:func:`test_metric_name`).
+
+    Returns the keys skipped as not numbers (see :func:`log_metrics_dict`).
+    """
+    return log_metrics_dict(summary, prefix=TEST_METRIC_PREFIX)
+
+
+def _prepared_data_digest(data_dir: Path, repo: Path | None) -> tuple[str, str]:
+    """``(digest, where from)``: DVC's md5 of the folder, else the sha256 of its manifest (32 hex digits)."""
+    import hashlib
+
+    md5 = dvc_data_hash(repo, data_dir)
+    if md5:
+        return md5.removesuffix(".dir"), "dvc.lock"
+    manifest = data_dir / "manifest.json"
+    if manifest.is_file():
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()[:32], "manifest.json"
+    return "unknown", "none"
+
+
+def log_prepared_data(data_dir: Path | str, profile: str, *, context: str = "training",
+                      repo: Path | None = None) -> dict[str, str]:
+    """Record the prepared dataset as an input of the active run (the "Datasets" column of ``mlflow ui``).
+
+    Parameters
+    ----------
+    data_dir
+        The prepared-data folder (``data.processed_dir``).
+    profile
+        The profile whose basins and periods the run used: the dataset is ``camels_us-<profile>``.
+    context
+        ``training`` or ``evaluation``.
+    repo
+        Repository root holding ``dvc.lock`` (default :func:`benchmark.repository.root`).
+
+    Returns
+    -------
+    dict
+        The input's tags besides its context: ``dvc.md5`` (the md5 DVC recorded for the folder,
+        when ``dvc.lock`` has it) and ``digest_from``. The dataset's digest is that md5 (without
+        ``.dir``), else the first 32 hex digits of the sha256 of its ``manifest.json``.
+    """
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    _require_active_run()
+    data_dir = repository.resolve(data_dir, repo)
+    digest, origin = _prepared_data_digest(data_dir, repo)
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": it is a local folder either way
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(str(data_dir))
+    tags = {"digest_from": origin}
+    if origin == "dvc.lock":
+        tags["dvc.md5"] = dvc_data_hash(repo, data_dir) or ""
+    dataset = MetaDataset(source, name=f"{PREPARED_DATA_NAME}-{profile}", digest=digest)
+    _mlflow().log_input(dataset, context=context, tags=tags)
+    return tags
 
 
 def measure_peak_memory() -> dict[str, float]:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from benchmark.config import DEFAULT_PARAMS, REPO_ROOT, Params, load_params
+from benchmark.config import Params, load_params
+from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 
 #: Real basins: 01031500 has the one embedded CAMELS SAC-SMA file; 01121000 lacks
 #: ``geol_2nd_class`` (NaN attribute, filled for neuralhydrology); 02053200 is the one with a

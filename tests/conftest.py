@@ -1,5 +1,8 @@
 """Fixtures shared by the whole test suite.
 
+Every test runs with the repository root as working directory and without ``HBVBENCH_ROOT``
+(the package finds its repository from there, :mod:`benchmark.repository`).
+
 MLflow isolation: for the whole session ``MLFLOW_TRACKING_URI`` points at one SQLite file in
 a temporary folder, so no test ever writes to the repository's ``mlflow.db``. The store's
 tables are created (about 2 s) only when a test asks for ``mlflow_tracking_uri``; every test
@@ -31,12 +34,28 @@ from typing import Any
 
 import pytest
 
+from benchmark.repository import ROOT_ENV
 from tests.limits import SERVER_START_S
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO_ROOT
 
 SERVER_STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _work_in_the_repository() -> Iterator[None]:
+    """Run every test with the repository as working directory, as a user runs hbvbench.
+
+    The package finds its repository from the working directory; a developer's exported
+    ``HBVBENCH_ROOT`` must not redirect the tests (nor the processes they start) elsewhere.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.delenv(ROOT_ENV, raising=False)
+    patch.chdir(REPO_ROOT)
+    try:
+        yield
+    finally:
+        patch.undo()
 
 
 @pytest.fixture(scope="session")

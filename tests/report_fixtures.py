@@ -22,7 +22,7 @@ import xarray as xr
 import yaml
 
 from benchmark import evaluation
-from benchmark.config import DEFAULT_PARAMS, REPO_ROOT
+from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 
 ROUTING = (1.45, 3.25)  # the reference routing of the authors' outputs (tests/reference)
 PARAMETER_JITTER = 0.2

@@ -39,7 +39,7 @@ import yaml
 
 from benchmark import stores
 from benchmark.cli import main as cli_main
-from benchmark.config import DEFAULT_PARAMS, REPO_ROOT
+from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import ci_data_dir, ci_params  # noqa: F401 - fixtures
 

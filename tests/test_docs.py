@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from benchmark.config import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 PAGES = ("README.md", "model.md", "schemes.md", "data.md", "training.md", "metrics.md", "published.md",

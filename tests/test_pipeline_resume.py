@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config import REPO_ROOT
+from tests.paths import REPO_ROOT
 from tests.limits import HANG_GUARD_S
 from tests.test_training_resume import weights_sha256
 from tests.training_fixtures import KILL_MID_EPOCH_2, same_threads_env

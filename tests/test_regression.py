@@ -9,7 +9,7 @@ import math
 import pytest
 
 from benchmark.cli import main as cli_main
-from benchmark.config import REPO_ROOT
+from tests.paths import REPO_ROOT
 from benchmark.errors import ConfigError
 from benchmark.regression import baseline as bl
 from benchmark.regression.runner import MODELS

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -94,6 +95,14 @@ def _write_model(folder: Path, pred: xr.Dataset, ds: xr.Dataset) -> None:
     evaluation.write_metrics(folder, per_basin, summary)
 
 
+def _commit_folder(folder: Path) -> str:
+    """Make ``folder`` a git repository with one commit of its params.yaml; the commit id."""
+    git = ["git", "-C", str(folder), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-q", "-m", "params"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_root: Path) -> dict[str, Path]:
     """Evaluated ci-basin models and the SAC-SMA baseline, and the report rendered from them."""
@@ -105,6 +114,7 @@ def ci_case(tmp_path_factory: pytest.TempPathFactory, camels_dir: Path, repo_roo
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["profile"] = "ci"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _commit_folder(root)  # --params makes this folder the repository the report describes
     # the real `hbvbench perf` on a tiny batch: the cost columns of the Table A2 layout
     assert cli_main(["perf", "--basins", "2", "--days", "60", "--nmul", "1", "--repeats", "1", "--threads", "1",
                      "--variants", "sequential", "adjoint", "--out", str(root / "perf")]) == 0
@@ -265,11 +275,13 @@ def test_perf_file_inside_the_repository_is_named_relative_to_it(repo_root):
     assert str(repo_root) not in perf_note(perf)
 
 
-def test_provenance_names_commit_profile_and_date(ci_case, repo_root):
+def test_provenance_names_the_commit_of_the_reported_repository_profile_and_date(ci_case, repo_root):
     md = ci_case["md"].read_text(encoding="utf-8")
-    import subprocess
-
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ci_case["root"], capture_output=True,
+                          text=True).stdout.strip()
+    package_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True,
+                                  text=True).stdout.strip()
+    assert head != package_head  # the folder of --params, not the checkout the package came from
     assert f"- **git commit**: `{head}" in md
     assert "- **profile**: `ci`" in md and "- **date (UTC)**:" in md and "- **DVC data hash**:" in md
 

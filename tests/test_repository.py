@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from benchmark.config import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 
 def _readme_commands() -> list[str]:

@@ -13,6 +13,7 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -173,6 +174,44 @@ def test_standard_tags_accept_the_real_model_registry(repo_root):
     assert tags["scheme"] == spec.scheme
     assert tags["substeps"] == str(spec.substeps)
     assert tags["structure"] in ("capillary_rise", "standard")
+
+
+def test_a_run_inside_a_dvc_experiment_is_tagged_with_its_name(repo_root, monkeypatch):
+    monkeypatch.delenv(tracking.DVC_EXPERIMENT_ENV, raising=False)
+    assert tracking.DVC_EXPERIMENT_TAG not in tracking.standard_tags("ci", repo=repo_root)
+    monkeypatch.setenv(tracking.DVC_EXPERIMENT_ENV, "lr-half")  # what `dvc exp run` sets for its stages
+    assert tracking.standard_tags("ci", repo=repo_root)[tracking.DVC_EXPERIMENT_TAG] == "lr-half"
+
+
+OPEN_STORE = """
+import sys, time
+from pathlib import Path
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+from benchmark import tracking
+tracking.ensure_experiment("first-open")
+print("ok")
+"""
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path, monkeypatch):
+    """`dvc queue start -j 2`: two stages create the tables of a new store at the same moment."""
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'new.db'}"}
+    go = tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(go)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    try:
+        time.sleep(3.0)  # let them import (no verdict depends on it: the barrier only makes a race likely)
+        go.touch()
+        outputs = [worker.communicate(timeout=HANG_GUARD_S)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0, 0], "\n".join(outputs)
+    assert _client(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name("first-open") is not None
 
 
 def _git(repo: Path, *args: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from benchmark.config import DEFAULT_PARAMS, REPO_ROOT, load_params
+from benchmark.config import load_params
+from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 from benchmark.errors import ConfigError
 from benchmark.training.trainer import _resolve_seed_epochs, merge_solver_stats, public_stats
 

@@ -84,6 +84,7 @@ def test_training_writes_checkpoint_log_and_tracked_run(uninterrupted, mlflow_tr
     assert run.info.status == "FINISHED"
     assert run.data.tags["model"] == MODEL and run.data.tags["scheme"] == "sequential"
     assert run.data.tags["profile"] == "ci"
+    assert run.data.params["torch_threads"] == str(torch.get_num_threads())  # the budget it trained with
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")] == pytest.approx(
         log["val_loss"].tolist())

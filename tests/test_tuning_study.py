@@ -24,10 +24,9 @@ from optuna.trial import TrialState
 from benchmark.tuning.objective import FAIL_TRIALS_ENV
 from benchmark.tuning.study import storage_url
 from tests.limits import HANG_GUARD_S
+from tests.paths import REPO_ROOT
 from tests.training_fixtures import ci_data_dir, ci_dataset  # noqa: F401 - fixtures
 from tests.tuning_fixtures import tune_params, write_tune_params
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load(study_name: str, params) -> optuna.Study:

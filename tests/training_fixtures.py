@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from benchmark.config import DEFAULT_PARAMS, REPO_ROOT, Params, load_params
+from benchmark.config import Params, load_params
+from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 
 
 def write_params(folder: Path, data_dir: Path, *, profile: str = "ci", **train: object) -> Path:

@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.config import DEFAULT_PARAMS, load_params
+from benchmark import repository
+from benchmark.config import load_params
 from benchmark.data.dataset import load_dataset
 from benchmark.data.prepare import prepare
 
@@ -26,11 +27,16 @@ LOAD_BUDGET_S = 2.0
 def main(argv: list[str] | None = None) -> int:
     """Time prepare (all basins) and load_dataset; print the figures; 1 if over budget."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="params.yaml to take data/profile from")
+    parser.add_argument("--params", default=None, help="params.yaml to take data/profile from (default: the repository's)")
     parser.add_argument("--profile", default="default", help="profile whose periods are validated (basins forced to all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each step")
     args = parser.parse_args(argv)
 
+    with repository.rooted_at(args.params):
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     params = load_params(args.params, overrides={"profile": args.profile})
     profile = params.active.model_copy(update={"basins": "all"})
     prepare_times, load_times = [], []

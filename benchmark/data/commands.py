@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.config import DEFAULT_PARAMS, load_params
+from benchmark.config import load_params
 
 
 def _params(args: argparse.Namespace):
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
-    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    return load_params(args.params, overrides=overrides)
 
 
 def run_prepare(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import REPO_ROOT
+from benchmark import repository
+from benchmark.config import resolve_path
 
 DEFAULT_BASELINE = Path("reports/regression_baseline.json")
 DEFAULT_OUT = Path("artifacts/regress")
@@ -25,7 +26,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _absolute(path: Path) -> Path:
-    return path if path.is_absolute() else REPO_ROOT / path
+    return resolve_path(path)
 
 
 def dvc_metrics(summaries: dict[str, dict[str, Any]], ratio: float | None, keys: list[str]) -> dict[str, Any]:
@@ -39,20 +40,20 @@ def dvc_metrics(summaries: dict[str, dict[str, Any]], ratio: float | None, keys:
 def _recorded() -> dict[str, Any]:
     from benchmark.tracking import git_state
 
-    return {"date": dt.date.today().isoformat(), **git_state(REPO_ROOT),
+    return {"date": dt.date.today().isoformat(), **git_state(repository.root()),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "python": platform.python_version()}
 
 
 def run_regress(args: argparse.Namespace) -> int:
     """Run the check; exit 1 on a regression beyond tolerance (0 with ``--update``)."""
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
     from benchmark.regression import baseline as bl
     from benchmark.regression.runner import MODELS, measure_ratio, regression_params, run_models
 
     baseline_path, out_dir = _absolute(args.baseline), _absolute(args.out)
     old = bl.load_baseline(baseline_path) if (baseline_path.is_file() or not args.update) else None
-    params = regression_params(load_params(args.params or DEFAULT_PARAMS), out_dir)
+    params = regression_params(load_params(args.params), out_dir)
     models = tuple(args.models or (old["models"] if old else MODELS))
     summaries, walls = run_models(params, models, track=not args.no_mlflow)
     ratio, perf_config, perf_rows = (None, None, []) if args.no_perf else measure_ratio(params)

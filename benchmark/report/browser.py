@@ -3,12 +3,14 @@
 A minimal Chrome DevTools Protocol client over ``--remote-debugging-pipe`` (file descriptors
 3 and 4, NUL-separated JSON messages): no websocket library, no browser download. Used by the
 report's test to check that ``leaderboard.html`` loads offline: console errors, network
-requests, image sizes, and a full-page screenshot.
+requests, image sizes, and a full-page screenshot; and to read what a script-driven web app
+(``mlflow ui``) shows once it has rendered (:func:`open_app_page`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,10 +137,70 @@ def inspect_page(path: Path, *, width: int = 1280, timeout: float = 120.0, execu
     BrowserError
         If no Chromium is found, it does not start, or a step times out.
     """
+    url = Path(path).resolve().as_uri()
+    with _chromium(executable, url, timeout) as pipe:
+        return _drive(pipe, url, width, timeout)
+
+
+@dataclass
+class AppPage:
+    """A web application's page once it showed what was waited for."""
+
+    url: str
+    final_url: str
+    text: str
+    screenshot: bytes
+
+
+def open_app_page(url: str, ready_js: str, *, width: int = 1600, height: int = 1000, timeout: float = 120.0,
+                  poll_s: float = 1.0, executable: str | None = None) -> AppPage:
+    """Open ``url`` (a script-driven app, e.g. ``mlflow ui``) and wait until ``ready_js`` is true.
+
+    Parameters
+    ----------
+    url
+        The page to open.
+    ready_js
+        A JavaScript expression evaluated every ``poll_s`` seconds after the load event;
+        the page is read (``document.body.innerText``, a viewport screenshot) once it is true.
+    width, height
+        Viewport size in CSS pixels.
+    timeout
+        Seconds allowed for start-up, each protocol step, and for ``ready_js`` to become true.
+
+    Raises
+    ------
+    BrowserError
+        If Chromium is missing or fails, or ``ready_js`` is still false after ``timeout``
+        (the message carries the page's text then).
+    """
+    with _chromium(executable, url, timeout) as pipe:
+        session = _open_tab(pipe, width, height, timeout)
+        pipe.send("Page.navigate", {"url": url}, session=session, timeout=timeout)
+        pipe.wait_for("Page.loadEventFired", timeout=timeout)
+
+        def evaluate(expression: str) -> Any:
+            reply = pipe.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                              session=session, timeout=timeout)
+            return reply.get("result", {}).get("value")
+
+        deadline = time.monotonic() + timeout
+        while not evaluate(f"Boolean({ready_js})"):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{url} did not show what was waited for ({ready_js}) in {timeout:.0f} s; "
+                                   f"it shows: {str(evaluate('document.body.innerText'))[:2000]}")
+            time.sleep(poll_s)
+        shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session=session, timeout=timeout)["data"]
+        return AppPage(url=url, final_url=str(evaluate("location.href")), text=str(evaluate("document.body.innerText")),
+                       screenshot=base64.b64decode(shot))
+
+
+@contextlib.contextmanager
+def _chromium(executable: str | None, url: str, timeout: float) -> Iterator[_Pipe]:
+    """A headless Chromium with a fresh profile, driven over the DevTools pipe; closed afterwards."""
     executable = executable or find_chromium()
     if executable is None:
         raise BrowserError("no Chromium found on PATH (Debian: apt-get install chromium; or set HBVBENCH_CHROMIUM)")
-    url = Path(path).resolve().as_uri()
     to_r, to_w = os.pipe()      # we write -> browser reads on fd 3
     from_r, from_w = os.pipe()  # browser writes on fd 4 -> we read
     with tempfile.TemporaryDirectory(prefix="hbvbench-chromium-") as profile:
@@ -163,7 +226,7 @@ def inspect_page(path: Path, *, width: int = 1280, timeout: float = 120.0, execu
         os.close(from_w)
         pipe = _Pipe(to_w, from_r)
         try:
-            return _drive(pipe, url, width, timeout)
+            yield pipe
         except TimeoutError as exc:
             raise BrowserError(f"Chromium did not answer in {timeout:.0f} s while opening {url}: {exc}") from None
         finally:
@@ -180,13 +243,22 @@ def inspect_page(path: Path, *, width: int = 1280, timeout: float = 120.0, execu
             os.close(from_r)
 
 
-def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageReport:
+def _open_tab(pipe: _Pipe, width: int, height: int, timeout: float) -> str:
+    """A new tab with the given viewport, Page and Runtime events on; its session id."""
     target = pipe.send("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
     session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True}, timeout=timeout)["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
+    for domain in ("Page", "Runtime"):
         pipe.send(f"{domain}.enable", session=session, timeout=timeout)
     pipe.send("Emulation.setDeviceMetricsOverride",
-              {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session, timeout=timeout)
+              {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session,
+              timeout=timeout)
+    return session
+
+
+def _drive(pipe: _Pipe, url: str, width: int, timeout: float) -> PageReport:
+    session = _open_tab(pipe, width, 900, timeout)
+    for domain in ("Log", "Network"):
+        pipe.send(f"{domain}.enable", session=session, timeout=timeout)
     pipe.events.clear()
     pipe.send("Page.navigate", {"url": url}, session=session, timeout=timeout)
     pipe.wait_for("Page.loadEventFired", timeout=timeout)

@@ -6,8 +6,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmark.config import REPO_ROOT
-
 
 def _run(args: argparse.Namespace) -> int:
     from benchmark.report.build import build_report
@@ -22,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
                                          params_path=params_path)
             paths = build_report(inputs, out)
     else:
-        inputs = collect_from_files(root=REPO_ROOT, eval_dir=args.eval_dir, baselines_dir=args.baselines_dir,
+        inputs = collect_from_files(root=None, eval_dir=args.eval_dir, baselines_dir=args.baselines_dir,
                                     models_dir=args.models_dir, perf_dir=args.perf_dir, params_path=params_path)
         paths = build_report(inputs, out)
     print(f"wrote {paths.markdown}, {paths.html} and {len(paths.figures)} figures in {paths.figures_dir} "

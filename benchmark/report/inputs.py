@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.config import REPO_ROOT
+from benchmark import repository
 from benchmark.errors import DataError
 
 #: Baseline folder names that are not δHBV variants (never given "dynamic parameters").
@@ -371,18 +371,22 @@ def read_published() -> dict[str, pd.DataFrame]:
     return tables
 
 
-def display_path(path: Path, root: Path = REPO_ROOT) -> str:
-    """``path`` as the report prints it: relative to the repository ``root`` when inside it,
+def display_path(path: Path, root: Path | None = None) -> str:
+    """``path`` as the report prints it: relative to the repository ``root`` (default:
+    :func:`benchmark.repository.root`) when inside it,
     else its parent folder's name and its own name. Never an absolute path of the machine
     that built the report (the committed report is read on other machines)."""
     path = Path(path)
+    root = repository.root_or_none() if root is None else root
     try:
+        if root is None:
+            raise ValueError("outside any repository")
         return path.resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError:
         return f"{path.parent.name}/{path.name}"
 
 
-def read_perf(perf_dir: Path, root: Path = REPO_ROOT) -> list[dict[str, Any]]:
+def read_perf(perf_dir: Path, root: Path | None = None) -> list[dict[str, Any]]:
     """Every ``hbvbench perf`` result under ``perf_dir`` (``*.json``), newest file last.
 
     Each result carries ``_file``, its path as :func:`display_path` prints it (relative to
@@ -481,10 +485,10 @@ def _run_params(row: pd.Series) -> dict[str, str]:
 
 def load_config(params_path: Path | None) -> Any:
     """The validated ``params.yaml`` (None when it cannot be read: defaults are used)."""
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
 
     try:
-        return load_params(params_path or DEFAULT_PARAMS)
+        return load_params(params_path)
     except Exception:  # noqa: BLE001 - the report still renders from the default folders
         return None
 
@@ -516,7 +520,7 @@ def find_train_log(*folders: Path) -> Path | None:
 
 def collect_from_files(
     *,
-    root: Path = REPO_ROOT,
+    root: Path | None = None,
     eval_dir: Path | None = None,
     baselines_dir: Path | None = None,
     models_dir: Path | None = None,
@@ -530,7 +534,8 @@ def collect_from_files(
     Parameters
     ----------
     root
-        Repository root (for ``dvc.lock`` and git); relative folders resolve against it.
+        Repository root (for ``dvc.lock`` and git); relative folders resolve against it
+        (default: :func:`benchmark.repository.root`).
     eval_dir, baselines_dir, models_dir, perf_dir
         Default: ``train.eval_dir``, ``baselines.out_dir``, ``train.models_dir`` of
         ``params.yaml`` and ``reports/perf``.
@@ -548,6 +553,7 @@ def collect_from_files(
     DataError
         If no model folder holds metrics, or a metric file is unreadable.
     """
+    root = root if root is not None else repository.root()
     params = load_config(params_path)
     dirs = default_dirs(root, params)
     for key, given in (("eval", eval_dir), ("baselines", baselines_dir), ("models", models_dir), ("perf", perf_dir)):
@@ -581,7 +587,7 @@ def collect_from_files(
     )
 
 
-def _belongs(run: SeedRun, params: Any, notes: list[str], root: Path = REPO_ROOT) -> bool:
+def _belongs(run: SeedRun, params: Any, notes: list[str], root: Path | None = None) -> bool:
     """Whether a run belongs to the active profile: evaluated on it, with one of its seeds
     (a run that does not is left out and ``notes`` says so)."""
     profile = getattr(params, "profile", None)
@@ -725,7 +731,7 @@ def _history_frame(client: Any, run_id: str) -> pd.DataFrame | None:
 def collect_from_mlflow(
     scratch: Path,
     *,
-    root: Path = REPO_ROOT,
+    root: Path | None = None,
     experiment: str | None = None,
     profile: str | None = None,
     perf_dir: Path | None = None,
@@ -745,6 +751,7 @@ def collect_from_mlflow(
     """
     from benchmark import tracking
 
+    root = root if root is not None else repository.root()
     params = load_config(params_path)
     experiment = experiment or (params.train.experiment if params is not None else "hbvbench")
     profile = profile or getattr(params, "profile", None)

@@ -25,6 +25,7 @@ message that names what differs.
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 import pickle
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,28 @@ EVALUATION_SETUP_KEYS: tuple[str, ...] = ("profile", "basins")
 
 
 def code_fingerprint() -> str:
-    """sha256 over the Python sources of ``benchmark/{models,solvers,training}`` (paths and bytes)."""
-    package = Path(__file__).resolve().parent.parent
+    """sha256 over the Python sources of ``benchmark/{models,solvers,training}`` (paths and bytes).
+
+    The sources are those of the imported package (read as package resources), wherever it is
+    installed: it is the code that computes, not a file of the repository being worked on.
+    """
     digest = hashlib.sha256()
     for folder in CODE_FOLDERS:
-        for path in sorted((package / folder).rglob("*.py")):
-            digest.update(str(path.relative_to(package)).encode())
-            digest.update(path.read_bytes())
+        for relative, data in sorted(_python_sources(resources.files("benchmark") / folder, f"benchmark/{folder}")):
+            digest.update(relative.encode())
+            digest.update(data)
     return digest.hexdigest()
+
+
+def _python_sources(folder: Any, prefix: str) -> list[tuple[str, bytes]]:
+    """``(path, bytes)`` of every ``*.py`` below a package resource folder."""
+    found = []
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            found += _python_sources(entry, f"{prefix}/{entry.name}")
+        elif entry.name.endswith(".py"):
+            found.append((f"{prefix}/{entry.name}", entry.read_bytes()))
+    return found
 
 
 def network_structure(model: Any, spec: Any, n_inputs: int) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from benchmark.config import load_params
 
 
 def _params(args: argparse.Namespace):
-    from benchmark.config import DEFAULT_PARAMS
-
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else None
-    return load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    return load_params(args.params, overrides=overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -35,13 +33,44 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from benchmark.errors import ConfigError
     from benchmark.training.evaluate import evaluate_model
     from benchmark.training.trainer import eval_dir
 
+    if args.from_mlflow:
+        return _evaluate_logged_model(args)
+    if not args.model:
+        raise ConfigError("give --model NAME (a model trained here) or --from-mlflow REF (a logged MLflow model)")
     params = _params(args)
     _, summary = evaluate_model(params, args.model, seed=args.seed)
     shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
     print(f"evaluated {args.model} on {summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model, args.seed)}")
+    return 0
+
+
+def _evaluate_logged_model(args: argparse.Namespace) -> int:
+    """``evaluate --from-mlflow REF``: rebuild a logged model and evaluate it on its profile's test period."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from benchmark.config import resolve_path
+    from benchmark.errors import ConfigError
+    from benchmark.training import mlflow_model
+    from benchmark.training.evaluate import evaluate_trained
+
+    with tempfile.TemporaryDirectory(prefix="hbvbench-from-mlflow-") as tmp:
+        trained, _, uri = mlflow_model.download(args.from_mlflow, Path(tmp))
+    if args.model and args.model != trained.spec.name:
+        raise ConfigError(f"--from-mlflow {args.from_mlflow} is a {trained.spec.name} model, not {args.model}")
+    profile = args.profile or str(trained.setup["profile"])
+    params = load_params(args.params, overrides={"profile": profile})
+    name = re.sub(r"[^\w.-]+", "_", uri.split(":/", 1)[-1]).strip("_")
+    out = resolve_path(Path(args.out)) if args.out else resolve_path(params.train.eval_dir) / "from_mlflow" / name
+    _, summary = evaluate_trained(params, trained, out, track=False)
+    shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
+    print(f"evaluated {uri} ({trained.spec.name}, seed {trained.seed}, {trained.epochs} epochs) on profile "
+          f"{profile!r}, {summary.get('n_basins', '?')} basins {shown} -> {out}")
     return 0
 
 
@@ -69,7 +98,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="run a trained model over the test period and score it")
-    evaluate.add_argument("--model", required=True, help="registry name of a trained model")
-    evaluate.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
+    evaluate.add_argument("--model", default=None, help="registry name of a trained model (required without --from-mlflow)")
+    evaluate.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper); "
+                          "with --from-mlflow default: the profile the model was trained on")
     evaluate.add_argument("--seed", type=int, default=None, help="the training seed (default: the profile's first)")
+    evaluate.add_argument(
+        "--from-mlflow", default=None, metavar="REF",
+        help="evaluate the MLflow model a training logged instead: its run id, runs:/<run id>/model, "
+             "models:/<model id> or m-<id>; results go to --out (not logged to MLflow)",
+    )
+    evaluate.add_argument("--out", default=None, metavar="DIR",
+                          help="with --from-mlflow: output folder (default: <train.eval_dir>/from_mlflow/<model id>)")
     evaluate.set_defaults(func=_evaluate)

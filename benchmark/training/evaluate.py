@@ -262,6 +262,104 @@ def cdf_figure(per_basin: pd.DataFrame, model_name: str) -> Any:
     return fig
 
 
+@dataclass
+class TrainedNetwork:
+    """A trained model as evaluation needs it, wherever it came from (checkpoint, MLflow model).
+
+    Attributes
+    ----------
+    spec
+        The registry entry of the model (``benchmark.models.registry``).
+    state_dict
+        The network's weights.
+    stats
+        The input normalization fitted on the training period.
+    setup
+        The training setup (``checkpoint["setup"]``: profile, basins, shape, solver settings, ...).
+    seed, epochs
+        Training seed and number of epochs trained.
+    mlflow_run_id
+        The MLflow run of the training, when known.
+    checkpoint
+        The whole checkpoint when the network was read from one (its format, structure and
+        setup are checked against the model built for evaluation); None for an MLflow model.
+    source
+        Where it was read (a checkpoint path or a model URI), for messages.
+    """
+
+    spec: Any
+    state_dict: dict[str, torch.Tensor]
+    stats: NormalizationStats
+    setup: dict[str, Any]
+    seed: int
+    epochs: int
+    mlflow_run_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    source: str = ""
+
+
+def model_spec(model_name: str) -> Any:
+    """The registry entry of ``model_name`` (ConfigError naming it when unknown)."""
+    from benchmark.models.registry import get_model_spec
+
+    try:
+        return get_model_spec(model_name)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
+
+
+def load_trained(params: Params, model_name: str, seed: int | None = None) -> TrainedNetwork:
+    """The finished training of ``model_name`` from its model folder (checkpoint + normalization).
+
+    Raises
+    ------
+    TrainingError
+        No checkpoint, an unreadable or unfinished one (:mod:`benchmark.training.checkpoint`).
+    """
+    spec = model_spec(model_name)
+    mdir = model_dir(params, model_name, seed)
+    ckpt_path = mdir / CHECKPOINT_NAME
+    ckpt = load_checkpoint(ckpt_path)
+    check_complete(ckpt, ckpt_path, model_name)
+    stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
+    return TrainedNetwork(spec, ckpt["model_state"], stats, dict(ckpt["setup"]), int(ckpt["seed"]), int(ckpt["epoch"]),
+                          ckpt.get("mlflow_run_id"), checkpoint=ckpt, source=str(ckpt_path))
+
+
+def build_trained(params: Params, trained: TrainedNetwork, basins: tuple[str, ...] | None = None) -> Any:
+    """The network + model with the trained weights, on ``train.device`` in ``train.dtype``.
+
+    A network read from a checkpoint is checked first: another model, structure or
+    configuration (profile, and ``basins`` — the basins it will run on, default those it was
+    normalized on) is refused naming the difference.
+    """
+    from benchmark.tuning.space import params_as_trained
+
+    params = params_as_trained(params, trained.setup)  # shape/solver of a --hyperparams or --init-from run
+    device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
+    model = build_model(trained.spec, params, trained.stats.n_inputs).to(device=device, dtype=dtype)
+    if trained.checkpoint is not None:  # refuse weights of another model, structure or configuration by name
+        check_model(trained.checkpoint, Path(trained.source), model_name=trained.spec.name,
+                    structure=network_structure(model, trained.spec, trained.stats.n_inputs),
+                    setup={"profile": params.profile,
+                           "basins": list(trained.stats.basins if basins is None else basins)})
+        check_normalization(trained.stats, trained.checkpoint, Path(trained.source).parent / NORMALIZATION_NAME)
+    model.network.load_state_dict(trained.state_dict)
+    return model
+
+
+def _check_setup(params: Params, trained: TrainedNetwork, basins: tuple[str, ...]) -> None:
+    """ConfigError when ``trained`` comes from another profile or basin set than this evaluation."""
+    differs = []
+    if trained.setup.get("profile") != params.profile:
+        differs.append(f"profile: {trained.setup.get('profile')!r} when trained, {params.profile!r} now")
+    if list(trained.setup.get("basins", basins)) != list(basins):
+        differs.append("basins: the trained basin set differs from this profile's")
+    if differs:
+        raise ConfigError(f"{trained.source or trained.spec.name} was trained on another configuration: "
+                          + "; ".join(differs) + f"; train {trained.spec.name} again with this configuration")
+
+
 def evaluate_model(
     params: Params,
     model_name: str,
@@ -290,51 +388,62 @@ def evaluate_model(
     per_basin, summary
         As :func:`benchmark.evaluation.score_predictions`.
     """
-    from benchmark import evaluation
-    from benchmark.models.registry import get_model_spec
-
     tic = time.perf_counter()
-    try:
-        spec = get_model_spec(model_name)
-    except KeyError as exc:
-        raise ConfigError(f"unknown model {model_name!r}: {exc}") from None
     if track:  # a corrupt, locked or unreachable store fails now, before any output is written
         from benchmark import tracking
 
         tracking.check_store()
-    mdir = model_dir(params, model_name, seed)
-    ckpt_path = mdir / CHECKPOINT_NAME
-    ckpt = load_checkpoint(ckpt_path)
-    check_complete(ckpt, ckpt_path, model_name)
-    stats = NormalizationStats.load(mdir / NORMALIZATION_NAME)
+    trained = load_trained(params, model_name, seed)
+    return evaluate_trained(params, trained, eval_dir(params, model_name, seed), dataset=dataset, track=track,
+                            started=tic)
+
+
+def evaluate_trained(
+    params: Params,
+    trained: TrainedNetwork,
+    out: Path,
+    *,
+    dataset: xr.Dataset | None = None,
+    track: bool = False,
+    started: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Evaluate ``trained`` on the test period of the active profile; write the results to ``out``.
+
+    ``predictions.nc``, ``metrics.json``, ``per_basin_metrics.csv`` and the figures, written
+    atomically while ``out`` is locked; failed basins (:func:`failed_basins`) are marked and
+    left out of the medians. With ``track``, also logged to ``trained.mlflow_run_id``
+    (re-opened; a new run when unknown).
+    """
+    from benchmark import evaluation
+
+    tic = started if started is not None else time.perf_counter()
+    if track:
+        from benchmark import tracking
+
+        tracking.check_store()
     if dataset is None:
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
     ds = select_basins(dataset, params.active)
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
-    data = series_tensors(ds, stats, device, dtype)
+    data = series_tensors(ds, trained.stats, device, dtype)
+    if trained.checkpoint is None:  # an MLflow model: its recorded setup (a checkpoint is checked on build)
+        _check_setup(params, trained, data.basins)
     first, start, end = test_bounds(data.dates, params)
     check_forcing(data, first, end, "test period and its warm-up")
 
-    from benchmark.tuning.space import params_as_trained
-
-    params = params_as_trained(params, ckpt["setup"])  # shape/solver of a --hyperparams or --init-from run
-    model = build_model(spec, params, stats.n_inputs).to(device=device, dtype=dtype)
-    check_model(ckpt, ckpt_path, model_name=model_name, structure=network_structure(model, spec, stats.n_inputs),
-                setup={"profile": params.profile, "basins": list(data.basins)})
-    check_normalization(stats, ckpt, mdir / NORMALIZATION_NAME)
-    model.network.load_state_dict(ckpt["model_state"])
+    model = build_trained(params, trained, data.basins)
+    model_name = trained.spec.name
     run = simulate_period(model, data, first, start, end, max(1, params.active.batch_basins))
     failed = failed_basins(run, data.basins, data.dates[first : end + 1], params.train.max_not_converged_share)
     qobs = data.qobs[start : end + 1].cpu().double().numpy()
     pred = predictions_dataset(model_name, data.basins, data.dates[start : end + 1], qobs, run.series, run.parameters)
-    pred.attrs.update({"seed": int(ckpt["seed"]), "epochs": int(ckpt["epoch"]), "profile": params.profile,
+    pred.attrs.update({"seed": trained.seed, "epochs": trained.epochs, "profile": params.profile,
                        "failed_basins": " ".join(sorted(failed))})
 
     per_basin, summary = evaluation.score_predictions(pred, ds, failed=failed)
-    out = eval_dir(params, model_name, seed)
-    with locks.hold(out, f"hbvbench evaluate --model {model_name} --seed {int(ckpt['seed'])}"):
+    with locks.hold(out, f"hbvbench evaluate --model {model_name} --seed {trained.seed}"):
         atomic.write_netcdf(out / PREDICTIONS_NAME, pred)
         evaluation.write_metrics(out, per_basin, summary)
         figures = {HYDROGRAPH_NAME: hydrograph_figure(pred, per_basin), CDF_NAME: cdf_figure(per_basin, model_name)}
@@ -345,7 +454,7 @@ def evaluate_model(
             from benchmark.training.tracking_glue import log_evaluation
 
             log_evaluation(
-                params, spec, int(ckpt["seed"]), ckpt.get("mlflow_run_id"), out,
+                params, trained.spec, trained.seed, trained.mlflow_run_id, out,
                 pred=pred, per_basin=per_basin, summary=summary, figures=figures,
                 extra_metrics={
                     "test_wall_s": wall,

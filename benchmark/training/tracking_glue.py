@@ -43,7 +43,11 @@ def data_warnings(params: Params) -> list[str]:
 
 
 def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> dict[str, Any]:
-    """Everything that defines a run, flat: the training setup, the profile and ``train:`` config."""
+    """Everything that defines a run, flat: the training setup, the profile and ``train:`` config,
+    and ``torch_threads``, the thread budget the training ran with (:mod:`benchmark.threads`; it
+    explains the timings, never the results)."""
+    import torch
+
     profile = params.active.model_dump(mode="json")
     train = params.train.model_dump(mode="json")
     flat: dict[str, Any] = {f"profile.{k}": v for k, v in profile.items() if k not in ("basins", "seeds")}
@@ -51,6 +55,7 @@ def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> d
     flat.update({k: v for k, v in fingerprint.items() if k != "basins"})
     flat["n_basins"] = len(fingerprint["basins"])
     flat["epochs"] = epochs
+    flat["torch_threads"] = torch.get_num_threads()
     return flat
 
 
@@ -100,7 +105,7 @@ def log_evaluation(
 
     tags = run_tags(params, spec, seed)
     with open_run(params, run_name=f"{spec.name}-seed{seed}", tags=tags, params_to_log={}, run_id=run_id) as active:
-        tracking.log_metrics_dict(summary, prefix="test")
+        tracking.log_test_metrics(summary)
         mlflow.log_metrics({k: float(v) for k, v in extra_metrics.items()})
         tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
         tracking.log_dataset(pred, "predictions.nc")

@@ -618,6 +618,7 @@ def train_model(
             context = _TrackedTraining(params, spec, model_name, seed, epochs, n_iterations, fingerprint, state, track)
             started = time.perf_counter()
             with context as tracker:
+                tracker.log_data()
                 if init_source is not None and track:  # lineage of an explorer -> fine-tune run
                     import mlflow
 
@@ -658,6 +659,7 @@ def train_model(
                         on_epoch_end(epoch, record)
                 wall = time.perf_counter() - started
                 tracker.log_final(wall, peak_memory_mb(device), out_dir)
+                tracker.log_model(distributed.unwrap(model.network), stats)
             if ranks.is_main:  # finished: nothing left to continue
                 _remove_work(wdir, resolve_path(params.train.work_dir))
         return TrainResult(model_name, seed, epochs, state.history, out_dir, state.mlflow_run_id, wall)
@@ -755,6 +757,14 @@ class _TrackedTraining:
             return False
         return bool(self._cm.__exit__(*exc_info))
 
+    def log_data(self) -> None:
+        """The prepared dataset as the run's training input (name, source folder, DVC hash)."""
+        if not self.enabled:
+            return
+        from benchmark import tracking
+
+        tracking.log_prepared_data(self.params.data.processed_dir, self.params.profile, context="training")
+
     def log_epoch(self, epoch: int, record: dict[str, float], solver_stats: dict[str, float]) -> None:
         if not self.enabled:
             return
@@ -772,3 +782,14 @@ class _TrackedTraining:
         mlflow.log_metrics({"train_wall_s": wall_s, "train_peak_memory_mb": peak_mb})
         mlflow.log_artifact(str(out_dir / TRAIN_LOG_NAME), artifact_path="training")
         mlflow.log_artifact(str(out_dir / NORMALIZATION_NAME), artifact_path="training")
+
+    def log_model(self, network: torch.nn.Module, stats: NormalizationStats) -> None:
+        """The trained network as the run's MLflow model (benchmark.training.mlflow_model)."""
+        if not self.enabled:
+            return
+        from benchmark.training.evaluate import TrainedNetwork
+        from benchmark.training.mlflow_model import log_trained_model
+
+        trained = TrainedNetwork(self.spec, network.state_dict(), stats, self.fingerprint, self.seed,
+                                 self.state.epoch, self.state.mlflow_run_id)
+        log_trained_model(trained, self.params)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
     from benchmark.tuning.runner import run_tuning
 
     overrides = {"profile": args.profile} if args.profile else None
-    params = load_params(args.params or DEFAULT_PARAMS, overrides=overrides)
+    params = load_params(args.params, overrides=overrides)
     result = run_tuning(
         params,
         args.model,
@@ -22,6 +22,7 @@ def _tune(args: argparse.Namespace) -> int:
         workers=args.workers,
         metric=args.metric,
         best_params_path=Path(args.best_params) if args.best_params else None,
+        threads=args.threads,
     )
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
     print(f"study {result.study_name} ({result.storage_url}): {counts}; MLflow parent run {result.parent_run_id}")

@@ -10,7 +10,6 @@ plots) is logged on the parent and ``best_params.yaml`` is written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +67,7 @@ def run_tuning(
     metric: str | None = None,
     best_params_path: Path | None = None,
     dataset: Any = None,
+    threads: int | None = None,
 ) -> TuneResult:
     """Run ``trials`` more trials of a study (creating it on first use) and summarize it.
 
@@ -93,6 +93,9 @@ def run_tuning(
         Where to write ``best_params.yaml`` (default ``<tune.out_dir>/<study>/best_params.yaml``).
     dataset
         The processed dataset for in-process trials (default: loaded from ``params``).
+    threads
+        ``--threads`` of the command line: torch threads of every worker. Default
+        ``train.threads``, else the cores split among the workers (:mod:`benchmark.threads`).
 
     Returns
     -------
@@ -162,7 +165,8 @@ def run_tuning(
             study.set_user_attr("mlflow_parent_run_id", parent_id)
             shares = split_trials(trials, workers)
             tasks = [
-                WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i, _threads_per_worker(workers))
+                WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i,
+                           _threads_per_worker(threads, params, workers))
                 for i, n in enumerate(shares)
             ]
             if workers == 1:
@@ -180,8 +184,10 @@ def run_tuning(
     return TuneResult(name, url, parent_id, trial_counts(study), summary, path if summary else None, dead)
 
 
-def _threads_per_worker(workers: int) -> int | None:
-    """Split the CPU cores among workers (None: leave torch's default for a single worker)."""
+def _threads_per_worker(explicit: int | None, params: Params, workers: int) -> int | None:
+    """Torch threads of each worker (None: the process's own setting, for a single in-process worker)."""
+    from benchmark import threads
+
     if workers == 1:
-        return None
-    return max(1, (os.cpu_count() or 1) // workers)
+        return None  # trials run in this process, under the command's own budget
+    return threads.choose(explicit, params.train.threads, workers).threads

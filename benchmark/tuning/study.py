@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import REPO_ROOT, Params
+from benchmark import repository
+from benchmark.config import Params
 from benchmark.locks import process_alive
 from benchmark.errors import ConfigError, HbvbenchError
 
@@ -45,8 +46,8 @@ PINNED_ATTRS = ("model", "profile", "metric", "aggregate", "validation")
 
 
 def default_storage_url() -> str:
-    """``sqlite:///<absolute repo root>/optuna.db``."""
-    return f"sqlite:///{REPO_ROOT / DEFAULT_STORAGE_NAME}"
+    """``sqlite:///<absolute repo root>/optuna.db`` (:func:`benchmark.repository.store_root`)."""
+    return f"sqlite:///{repository.store_root() / DEFAULT_STORAGE_NAME}"
 
 
 def storage_url(params: Params, override: str | None = None) -> str:
