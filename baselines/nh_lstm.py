@@ -61,6 +61,7 @@ import xarray as xr
 
 from benchmark import atomic
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
+from benchmark.data.dataset import profile_basins
 from benchmark.errors import ConfigError, DataError, TrainingError
 
 MODEL_NAME = "lstm_nh"
@@ -552,26 +553,6 @@ class LstmBaselineResult:
     wall_seconds: float
 
 
-def select_basins(params: Params, available: Sequence[str]) -> list[str]:
-    """The active profile's basins (``all`` = every basin of the prepared dataset).
-
-    Raises
-    ------
-    DataError
-        A profile basin is not in the prepared dataset.
-    """
-    chosen = params.active.basins
-    if chosen == "all":
-        return sorted(map(str, available))
-    missing = [b for b in chosen if b not in set(map(str, available))]
-    if missing:
-        raise DataError(
-            f"profile {params.profile!r} basin {missing[0]} is not in the prepared dataset; "
-            f"run `hbvbench prepare` with that basin in {params.data.raw_dir}"
-        )
-    return sorted(chosen)
-
-
 def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
     """Create ``<out_dir>/nh_runs/<unique name>/`` with the basin list and ``nh_config.yml``.
 
@@ -627,7 +608,7 @@ def run_lstm_baseline(
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
-    basins = select_basins(params, dataset["basin"].values)
+    basins = profile_basins(params, dataset["basin"].values)
     config, _, dropped = prepare_run_folder(params, basins, out_dir)
     settings = params.baselines.lstm_for(params.profile)
     nh_run = train_and_test(config, on_epoch=on_epoch, eval_batch_size=settings.eval_batch_size)

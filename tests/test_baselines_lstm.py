@@ -16,6 +16,7 @@ import xarray as xr
 
 from baselines import nh_lstm
 from benchmark.config import Period
+from benchmark.data.dataset import profile_basins
 from benchmark.errors import ConfigError, DataError
 from tests.baselines_fixtures import TINY_BASINS, tiny_data_dir, tiny_dataset, tiny_params  # noqa: F401 - fixtures
 
@@ -97,8 +98,8 @@ def test_each_invocation_gets_its_own_run_folder_and_latest_points_at_the_newest
 
 def test_profile_basin_missing_from_the_prepared_dataset_is_a_data_error(tmp_path: Path, tiny_data_dir: Path) -> None:
     params = tiny_params(tmp_path, tiny_data_dir)
-    with pytest.raises(DataError, match="01022500 is not in the prepared dataset"):
-        nh_lstm.select_basins(params, ["01031500"])
+    with pytest.raises(DataError, match=r"basins \['01022500', .* of profile 'tiny' are not in the processed dataset"):
+        profile_basins(params, ["01031500"])
 
 
 # ----------------------------------------------------------------------------- epoch log hook
