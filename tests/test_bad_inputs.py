@@ -390,6 +390,10 @@ CASES: tuple[Case, ...] = (
     # ---- command-line arguments
     Case("epochs-argument-zero", lambda ws: None, (*TRAIN, "--epochs", "0"), ("epochs must be >= 1",)),
     Case("seed-argument-negative", lambda ws: None, (*TRAIN, "--seed", "-3"), ("seed", "-3")),
+    Case("lstm-all-seeds-with-one-out-folder", lambda ws: None, ("baseline", "lstm", "--all-seeds", "--out", "lstm_here"),
+         ("--out names one run's folder", "--all-seeds", "lstm/seed_<S>")),
+    Case("evaluate-all-seeds-of-a-logged-model", lambda ws: None, (*EVALUATE, "--all-seeds", "--from-mlflow", "0123abcd"),
+         ("--all-seeds", "--from-mlflow")),
     Case("trials-argument-zero", lambda ws: None, ("tune", "--model", "dhbv", "--trials", "0"), ("--trials",)),
     Case("resume-and-restart", lambda ws: None, (*TRAIN, "--resume", "--restart"), ("--resume and --restart",)),
     Case("resume-without-checkpoint", _remove("artifacts/models/dhbv"), (*TRAIN, "--resume"),

@@ -96,6 +96,19 @@ def test_each_invocation_gets_its_own_run_folder_and_the_out_folder_keeps_the_ne
     assert not (tmp_path / "lstm" / "nh_runs" / "latest").exists()  # no symlink: DVC outputs stay plain files
 
 
+def test_held_out_test_basins_get_their_own_list_and_attributes_come_from_the_training_basins(
+    tmp_path: Path, tiny_data_dir: Path
+) -> None:
+    params = tiny_params(tmp_path, tiny_data_dir)
+    train, held_out = TINY_BASINS[:2], TINY_BASINS[2:]
+    config, folder, dropped = nh_lstm.prepare_run_folder(params, train, tmp_path / "lstm", test_basins=held_out)
+    assert (folder / "basins.txt").read_text().split() == train
+    assert (folder / "test_basins.txt").read_text().split() == held_out
+    assert config["train_basin_file"] == config["validation_basin_file"] == str((folder / "basins.txt").resolve())
+    assert config["test_basin_file"] == str((folder / "test_basins.txt").resolve())
+    assert dropped == nh_lstm.usable_static_attributes(CAMELS, train)[1] == ["dom_land_cover"]  # constant on 2 basins
+
+
 def test_profile_basin_missing_from_the_prepared_dataset_is_a_data_error(tmp_path: Path, tiny_data_dir: Path) -> None:
     params = tiny_params(tmp_path, tiny_data_dir)
     with pytest.raises(DataError, match="01022500 is not in the prepared dataset"):
