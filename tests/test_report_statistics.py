@@ -406,6 +406,9 @@ def test_the_lstm_budget_is_read_from_the_configuration_and_the_record_it_ran_wi
     assert math.isnan(budget.wall_s)  # no training record, no MLflow run: not known, not invented
     (tmp_path / "lstm" / "training.json").write_text('{"seed": 111111, "train_wall_s": 12.5}')
     assert lstm_budget(run).wall_s == 12.5
+    (tmp_path / "lstm" / "training.json").write_text("[12.5]")
+    with pytest.raises(DataError, match=r"lstm/training.json: expected a mapping \(the LSTM's training record\)"):
+        lstm_budget(run)
 
 
 def test_a_dhbv_budget_takes_its_sizes_from_the_checkpoint_never_from_params_yaml():

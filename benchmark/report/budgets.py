@@ -25,7 +25,6 @@ explained in docs/training.md#training-budgets.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +32,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from baselines.nh_lstm import NH_CONFIG_NAME, TRAINING_RECORD
-from benchmark.errors import DataError
 from benchmark.report import styles
-from benchmark.report.inputs import ModelResult, ReportInputs, SeedRun
+from benchmark.report.inputs import ModelResult, ReportInputs, SeedRun, read_mapping
 from benchmark.report.tables import NA, Cell, RowGroup, Table, fmt, ordered, training_wall_time
 
 EQUAL_WITHIN = 0.05
@@ -113,13 +110,7 @@ def read_nh_config(folder: Path | None) -> tuple[dict[str, Any], Path] | None:
     path = folder / NH_CONFIG_NAME
     if not path.is_file():
         return None
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"cannot read the LSTM's neuralhydrology configuration {path}: {exc}") from None
-    if not isinstance(config, dict):
-        raise DataError(f"{path}: expected a YAML mapping of neuralhydrology settings")
-    return config, path
+    return read_mapping(path, "the LSTM's neuralhydrology configuration"), path
 
 
 def lstm_training_seconds(run: SeedRun) -> float:
@@ -132,13 +123,7 @@ def lstm_training_seconds(run: SeedRun) -> float:
     """
     path = run.source / TRAINING_RECORD if run.source is not None else None
     if path is not None and path.is_file():
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read the LSTM's training record {path}: {exc}") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: expected a JSON object (seed, train_wall_s, ...)")
-        return _number(record, "train_wall_s")
+        return _number(read_mapping(path, "the LSTM's training record"), "train_wall_s")
     return run.run_metrics.get("train_wall_s", math.nan)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from benchmark import repository
 from benchmark.errors import DataError
@@ -244,13 +245,26 @@ def read_summary(path: Path) -> dict[str, Any]:
     DataError
         If the file is not a JSON object.
     """
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read metrics file {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a JSON object of metrics, got {type(raw).__name__}")
+    raw = read_mapping(path, "metrics file")
     return {k: (math.nan if v in ("n/a", None) else v) for k, v in _flatten(raw).items()}
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping in a JSON file (YAML for ``.yml``/``.yaml``), described as ``what`` in errors.
+
+    Raises
+    ------
+    DataError
+        The file cannot be read or parsed, or does not hold a mapping.
+    """
+    try:
+        text = path.read_text()
+        raw = yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a mapping ({what}), got {type(raw).__name__}")
+    return raw
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
