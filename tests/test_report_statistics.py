@@ -344,6 +344,15 @@ def test_a_seed_outside_the_profile_is_left_out_and_said_so(seeded_case, tmp_pat
     assert any("seed_44 left out: seed 44 is not one of the other seeds [22, 33]" in n for n in inputs.notes)
 
 
+def test_a_seed_of_the_profile_that_was_not_evaluated_is_named(seeded_case, tmp_path):
+    eval_dir = _copy_eval(seeded_case, tmp_path)
+    shutil.rmtree(eval_dir / "dhbv" / "seed_33")
+    inputs = collect_from_files(root=tmp_path, eval_dir=eval_dir, params_path=seeded_case["params"],
+                                lookup_run_ids=False)
+    assert inputs.models[0].seeds == (11, 22)
+    assert "dhbv: 2 of the profile's 3 seeds; seed 33 not evaluated, so its statistics cover fewer seeds." in inputs.notes
+
+
 def test_a_seed_folder_with_a_bad_name_or_a_contradicting_seed_is_a_clear_error(seeded_case, tmp_path, capsys):
     eval_dir = _copy_eval(seeded_case, tmp_path)
     (eval_dir / "dhbv" / "seed_33").rename(eval_dir / "dhbv" / "seed_x")

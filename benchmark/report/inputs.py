@@ -620,6 +620,7 @@ def collect_from_files(
         )
     if lookup_run_ids and params is not None:
         attach_mlflow_runs(models, mlflow_runs(params.train.experiment, [m.name for m in models], profile))
+    notes += missing_seed_notes(models, profile_seeds(params))
     notes += attach_ensembles(models, params, dataset)
     return ReportInputs(
         models=models,
@@ -653,6 +654,21 @@ def _belongs(run: SeedRun, params: Any, notes: list[str], root: Path | None = No
         notes.append(f"{where} left out: it holds seed {run.seed}, the first seed of profile {profile!r} is {seeds[0]}.")
         return False
     return True
+
+
+UNSEEDED_MODELS: frozenset[str] = frozenset({"sacsma"})
+"""Models without a training seed (CAMELS' calibrated SAC-SMA runs)."""
+
+
+def missing_seed_notes(models: list[ModelResult], seeds: tuple[int, ...]) -> list[str]:
+    """One note per trained model evaluated for fewer seeds than the profile lists, naming the missing ones."""
+    notes = []
+    for model in models:
+        missing = [seed for seed in seeds if seed not in {run.seed for run in model.runs}]
+        if missing and model.name not in UNSEEDED_MODELS:
+            notes.append(f"{model.name}: {len(model.runs)} of the profile's {len(seeds)} seeds; seed "
+                         f"{', '.join(map(str, missing))} not evaluated, so its statistics cover fewer seeds.")
+    return notes
 
 
 def profile_seeds(params: Any) -> tuple[int, ...]:
