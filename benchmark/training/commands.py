@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchmark.config import load_params
+from benchmark.config import Params, load_params
 
 
 def _params(args: argparse.Namespace):
@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeds(args: argparse.Namespace, params) -> list[int | None]:
+def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
     """``--all-seeds``: every seed of the profile, in its order; else ``--seed`` (None: the profile's first)."""
     return list(params.active.seeds) if args.all_seeds else [args.seed]
 
