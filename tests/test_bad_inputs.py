@@ -387,6 +387,9 @@ CASES: tuple[Case, ...] = (
     Case("lstm-negative-learning-rate",
          lambda ws: ws.edit(lambda raw: raw["baselines"]["lstm"]["ci"].update(learning_rate={0: -1e-3})),
          ("baseline", "lstm"), ("baselines.lstm.ci.learning_rate.0", "greater than 0")),
+    Case("lstm-scored-days-longer-than-the-sequence",
+         lambda ws: ws.edit(lambda raw: raw["baselines"]["lstm"]["ci"].update(predict_last_n=400)),
+         ("baseline", "lstm"), ("baselines.lstm.ci", "predict_last_n=400 is longer than seq_length=90")),
     # ---- command-line arguments
     Case("epochs-argument-zero", lambda ws: None, (*TRAIN, "--epochs", "0"), ("epochs must be >= 1",)),
     Case("seed-argument-negative", lambda ws: None, (*TRAIN, "--seed", "-3"), ("seed", "-3")),
