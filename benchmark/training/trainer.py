@@ -91,9 +91,18 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+SEED_FOLDER_PREFIX = "seed_"
+"""A seed other than the profile's first lives in ``<model folder>/seed_<S>/`` (models, evaluation, work)."""
+
+
+def seed_folder_name(seed: int) -> str:
+    """``seed_<S>``: the sub-folder of a seed other than the profile's first."""
+    return f"{SEED_FOLDER_PREFIX}{seed}"
+
+
 def _seed_folder(params: Params, seed: int | None) -> str | None:
-    """None for the profile's first seed (the DVC pipeline's), else ``seed_<S>``."""
-    return None if seed is None or seed == params.active.seeds[0] else f"seed_{seed}"
+    """None for the profile's first seed, else ``seed_<S>``."""
+    return None if seed is None or seed == params.active.seeds[0] else seed_folder_name(seed)
 
 
 def model_dir(params: Params, model: str, seed: int | None = None) -> Path:
