@@ -42,11 +42,11 @@ def _tracked(enabled: bool, params: Params, run_name: str, tags: dict[str, str],
         yield True
 
 
-def _tags(params: Params, model: str) -> dict[str, str]:
+def _tags(params: Params, model: str, seed: int | None = None) -> dict[str, str]:
     from benchmark import tracking
 
     tags = dict(tracking.standard_tags(params.profile, None, params.data.processed_dir))
-    tags.update({"model": model, "baseline": "true", "seed": str(params.active.seeds[0])})
+    tags.update({"model": model, "baseline": "true", "seed": str(params.active.seeds[0] if seed is None else seed)})
     return tags
 
 
@@ -108,11 +108,14 @@ def lstm_run_params(params: Params) -> dict[str, Any]:
     return flat
 
 
-def run_lstm(params: Params, *, out_dir: Path | None = None, mlflow_enabled: bool = True) -> dict[str, Any]:
-    """Train/test/score the neuralhydrology LSTM and log it; returns the metrics summary."""
+def run_lstm(params: Params, *, out_dir: Path | None = None, mlflow_enabled: bool = True,
+             seed: int | None = None) -> dict[str, Any]:
+    """Train/test/score the neuralhydrology LSTM with ``seed`` (default: the profile's first) and
+    log it; returns the metrics summary. ``out_dir`` defaults to the seed's folder
+    (:func:`baselines.nh_lstm.lstm_out_dir`)."""
     import mlflow
 
-    from baselines.nh_lstm import MODEL_NAME, run_lstm_baseline
+    from baselines.nh_lstm import MODEL_NAME, NH_CONFIG_NAME, run_lstm_baseline
     from benchmark import tracking
 
     def on_epoch(epoch: int, values: dict[str, float]) -> None:
@@ -120,10 +123,11 @@ def run_lstm(params: Params, *, out_dir: Path | None = None, mlflow_enabled: boo
             return
         mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=epoch)
 
-    run_name = f"{MODEL_NAME}-seed{params.active.seeds[0]}"
-    tags = _tags(params, MODEL_NAME) if mlflow_enabled else {}
+    seed = params.active.seeds[0] if seed is None else seed
+    run_name = f"{MODEL_NAME}-seed{seed}"
+    tags = _tags(params, MODEL_NAME, seed) if mlflow_enabled else {}
     with _tracked(mlflow_enabled, params, run_name, tags, lstm_run_params(params), "training") as logging_on:
-        result = run_lstm_baseline(params, out_dir=out_dir, on_epoch=on_epoch)
+        result = run_lstm_baseline(params, out_dir=out_dir, on_epoch=on_epoch, seed=seed)
         nh = result.nh_run
         figures = _figures(result.predictions, result.per_basin, MODEL_NAME)
         if len(nh.epochs):
@@ -141,8 +145,8 @@ def run_lstm(params: Params, *, out_dir: Path | None = None, mlflow_enabled: boo
             for name in ("nh_metrics.csv", "epoch_losses.csv"):
                 mlflow.log_artifact(str(result.out_dir / name), artifact_path="neuralhydrology")
             mlflow.log_artifact(str(nh.run_dir / "config.yml"), artifact_path="neuralhydrology")
-            mlflow.log_artifact(str(nh.run_dir.parent / "nh_config.yml"), artifact_path="neuralhydrology")
-    return {**result.summary, "wall_time_s": result.wall_seconds, "out_dir": str(result.out_dir)}
+            mlflow.log_artifact(str(nh.run_dir.parent / NH_CONFIG_NAME), artifact_path="neuralhydrology")
+    return {**result.summary, "seed": seed, "wall_time_s": result.wall_seconds, "out_dir": str(result.out_dir)}
 
 
 def run_sacsma(params: Params, *, out_dir: Path | None = None, mlflow_enabled: bool = True) -> dict[str, Any]:
@@ -177,9 +181,16 @@ def _print_summary(name: str, summary: dict[str, Any], extra: str = "") -> None:
 
 
 def _lstm(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    summary = run_lstm(_params(args), out_dir=args.out, mlflow_enabled=not args.no_mlflow)
-    _print_summary("lstm", summary, f", {time.perf_counter() - start:.0f} s")
+    from benchmark.errors import ConfigError
+
+    params = _params(args)
+    if args.all_seeds and args.out is not None:
+        raise ConfigError("--out names one run's folder; with --all-seeds each seed writes its own "
+                          "(<baselines.out_dir>/lstm, lstm/seed_<S>)")
+    for seed in (params.active.seeds if args.all_seeds else [args.seed]):
+        start = time.perf_counter()
+        summary = run_lstm(params, out_dir=args.out, mlflow_enabled=not args.no_mlflow, seed=seed)
+        _print_summary("lstm", summary, f" (seed {summary['seed']}), {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -201,4 +212,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
         sub.add_argument("--out", type=Path, default=None, help=f"output folder (default: <baselines.out_dir>/{name})")
         sub.add_argument("--no-mlflow", action="store_true", help="write the artifacts without logging an MLflow run")
+        if name == "lstm":  # SAC-SMA is CAMELS' calibrated run: no seed
+            seeds = sub.add_mutually_exclusive_group()
+            seeds.add_argument("--seed", type=int, default=None,
+                               help="neuralhydrology's seed (default: the profile's first; others write lstm/seed_<S>)")
+            seeds.add_argument("--all-seeds", action="store_true",
+                               help="one run per seed of the profile (what `dvc repro` runs)")
         sub.set_defaults(func=func)

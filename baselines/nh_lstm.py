@@ -31,10 +31,22 @@ Choices (all visible in the generated config and logged to MLflow):
   only: the last epoch's weights are tested, there is no early stopping or model selection).
   Validation runs every ``validate_every`` epochs, by default once after the last epoch.
 
+- **Basins**: by default the profile's basins for training, validation and test. For the
+  ungauged-basin protocol (:mod:`benchmark.pub`) the network trains (and validates) on one
+  basin list and is tested on another, held-out one: neuralhydrology's
+  ``train_basin_file`` / ``test_basin_file``; the attribute scaler and the fill values of
+  missing attributes come from the training basins only.
+
+- **Seeds**: one run per seed (neuralhydrology's ``seed``); the profile's first seed writes
+  ``<baselines.out_dir>/lstm/``, every other seed ``lstm/seed_<S>/`` (the layout of the
+  differentiable models, see :func:`lstm_out_dir`).
+
 - **Run folders**: neuralhydrology refuses to reuse a run folder, so each invocation gets a
   unique folder ``<out_dir>/nh_runs/<name>/`` (``name`` = ``lstm_nh_<profile>_<utc time>_<hex>``)
-  holding the generated ``nh_config.yml``, the basin list and neuralhydrology's own run
-  folder; ``<out_dir>/nh_runs/latest`` is a symlink to the newest.
+  holding the generated ``nh_config.yml``, the basin lists and neuralhydrology's own run
+  folder (the trained weights). The configuration of the newest run is also written to
+  ``<out_dir>/nh_config.yml``, and ``<out_dir>/training.json`` records its seed, run folder,
+  basins and training and test seconds (:data:`TRAINING_RECORD`).
 
 - **Loss curve**: neuralhydrology logs "Epoch N average loss: ..." through Python logging;
   :class:`EpochLogHook` captures these records (training loss and validation loss/metrics
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 import math
 import re
@@ -60,11 +73,15 @@ import pandas as pd
 import xarray as xr
 
 from benchmark import atomic
+from benchmark.artifacts import seed_folder_name
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
 from benchmark.data.dataset import profile_basins
 from benchmark.errors import ConfigError, DataError, TrainingError
 
 MODEL_NAME = "lstm_nh"
+NH_CONFIG_NAME = "nh_config.yml"
+TRAINING_RECORD = "training.json"
+"""Per run folder: seed, neuralhydrology run folder, basins, ``train_wall_s`` and ``test_wall_s`` (seconds)."""
 DATASET_KEY = "camels_us_hbvbench"
 TARGET = "QObs(mm/d)"
 DYNAMIC_INPUTS: tuple[str, ...] = ("prcp(mm/day)", "srad(W/m2)", "tmax(C)", "tmin(C)", "vp(Pa)")
@@ -195,6 +212,7 @@ def build_nh_config(
     n_basins: int,
     device: str,
     seed: int,
+    test_basin_file: Path | None = None,
 ) -> dict[str, Any]:
     """The neuralhydrology run configuration (only keys neuralhydrology knows).
 
@@ -209,7 +227,8 @@ def build_nh_config(
     forcing_product
         ``daymet`` (the paper's), ``maurer`` or ``nldas``.
     basin_file
-        Text file with one gauge id per line (used for train, validation and test).
+        Text file with one gauge id per line: the training and validation basins (and the test
+        basins unless ``test_basin_file`` is given).
     run_parent
         Folder in which neuralhydrology creates its run folder.
     experiment_name
@@ -222,6 +241,8 @@ def build_nh_config(
         ``cpu`` or ``cuda:0``.
     seed
         Random seed.
+    test_basin_file
+        The basins to test on when they differ from the training basins (ungauged basins).
 
     Returns
     -------
@@ -235,7 +256,7 @@ def build_nh_config(
         "run_dir": str(run_parent),
         "train_basin_file": str(basin_file),
         "validation_basin_file": str(basin_file),
-        "test_basin_file": str(basin_file),
+        "test_basin_file": str(test_basin_file if test_basin_file is not None else basin_file),
         "train_start_date": _nh_date(train.start),
         "train_end_date": _nh_date(train.end),
         "validation_start_date": _nh_date(validation.start),
@@ -262,7 +283,7 @@ def build_nh_config(
         "epochs": settings.epochs,
         "max_updates_per_epoch": settings.max_updates_per_epoch,
         "clip_gradient_norm": settings.clip_gradient_norm,
-        "predict_last_n": 1,
+        "predict_last_n": settings.predict_last_n,
         "seq_length": settings.seq_length,
         "num_workers": 0,
         "log_interval": 5,
@@ -553,8 +574,32 @@ class LstmBaselineResult:
     wall_seconds: float
 
 
-def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
-    """Create ``<out_dir>/nh_runs/<unique name>/`` with the basin list and ``nh_config.yml``.
+def lstm_out_dir(params: Params, seed: int | None = None) -> Path:
+    """``<baselines.out_dir>/lstm`` for the profile's first seed, ``lstm/seed_<S>`` for another (absolute)."""
+    folder = resolve_path(params.baselines.out_dir) / "lstm"
+    return folder if seed is None or seed == params.active.seeds[0] else folder / seed_folder_name(seed)
+
+
+def prepare_run_folder(
+    params: Params, basins: Sequence[str], out_dir: Path, *, seed: int | None = None,
+    test_basins: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], Path, list[str]]:
+    """Create ``<out_dir>/nh_runs/<unique name>/`` with the basin lists and ``nh_config.yml``
+    (also written to ``<out_dir>/nh_config.yml``: the configuration of the newest run).
+
+    Parameters
+    ----------
+    params
+        Validated params (profile, ``baselines.lstm.<profile>``, data folder, device).
+    basins
+        Training (and validation) basins; also the test basins unless ``test_basins`` is given.
+    out_dir
+        The run's output folder.
+    seed
+        neuralhydrology's seed (default: the profile's first).
+    test_basins
+        Held-out basins to test on (ungauged basins); static attributes are chosen and
+        scaled on ``basins`` only.
 
     Returns
     -------
@@ -568,15 +613,20 @@ def prepare_run_folder(params: Params, basins: Sequence[str], out_dir: Path) -> 
     folder.mkdir(parents=True, exist_ok=False)
     basin_file = folder / "basins.txt"
     atomic.write_text(basin_file, "\n".join(basins) + "\n")
+    test_file = None
+    if test_basins is not None:
+        test_file = folder / "test_basins.txt"
+        atomic.write_text(test_file, "\n".join(test_basins) + "\n")
     kept, dropped = usable_static_attributes(raw_dir, basins)
     config = build_nh_config(
         settings=settings, train=params.active.train, test=params.active.test, raw_dir=raw_dir,
         forcing_product=params.data.forcing_product, basin_file=basin_file.resolve(), run_parent=folder.resolve(),
         experiment_name=name, static_attributes=kept, n_basins=len(basins), device=resolve_device(params.baselines.device),
-        seed=params.active.seeds[0],
+        seed=params.active.seeds[0] if seed is None else seed,
+        test_basin_file=test_file.resolve() if test_file is not None else None,
     )
-    atomic.write_yaml(folder / "nh_config.yml", config)
-    atomic.symlink(name, out_dir / "nh_runs" / "latest")
+    atomic.write_yaml(folder / NH_CONFIG_NAME, config)
+    atomic.write_yaml(out_dir / NH_CONFIG_NAME, config)
     return config, folder, dropped
 
 
@@ -586,13 +636,25 @@ def run_lstm_baseline(
     out_dir: Path | None = None,
     dataset: xr.Dataset | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    seed: int | None = None,
+    basins: Sequence[str] | None = None,
+    test_basins: Sequence[str] | None = None,
 ) -> LstmBaselineResult:
     """Train and test the LSTM on the active profile, score it with our metrics, write artifacts.
 
     Writes ``<out_dir>/predictions.nc``, ``metrics.json``, ``per_basin_metrics.csv``,
-    ``nh_metrics.csv`` (neuralhydrology's own NSE/KGE, for cross-checking) and
-    ``epoch_losses.csv``; ``out_dir`` defaults to ``<baselines.out_dir>/lstm``. MLflow logging
-    is done by the caller (:func:`baselines.commands`), which passes ``on_epoch``.
+    ``nh_metrics.csv`` (neuralhydrology's own NSE/KGE, for cross-checking),
+    ``epoch_losses.csv``, ``nh_config.yml`` and ``training.json``; ``out_dir`` defaults to
+    :func:`lstm_out_dir` of the seed. MLflow logging is done by the caller
+    (:func:`baselines.commands`), which passes ``on_epoch``.
+
+    Parameters
+    ----------
+    seed
+        neuralhydrology's seed (default: the profile's first).
+    basins, test_basins
+        Training basins and held-out test basins (ungauged basins, :mod:`benchmark.pub`);
+        default: the profile's basins for both.
 
     Raises
     ------
@@ -602,28 +664,46 @@ def run_lstm_baseline(
     from benchmark.evaluation import score_predictions, write_metrics
 
     wall_start = time.perf_counter()
-    out_dir = Path(out_dir) if out_dir is not None else resolve_path(params.baselines.out_dir) / "lstm"
+    seed = params.active.seeds[0] if seed is None else seed
+    out_dir = Path(out_dir) if out_dir is not None else lstm_out_dir(params, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dataset is None:
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
-    basins = profile_basins(params, dataset["basin"].values)
-    config, _, dropped = prepare_run_folder(params, basins, out_dir)
+    available = dataset["basin"].values
+    train_basins = profile_basins(params, available) if basins is None else _known_basins(basins, available)
+    tested = train_basins if test_basins is None else _known_basins(test_basins, available)
+    config, run_folder, dropped = prepare_run_folder(params, train_basins, out_dir, seed=seed,
+                                                     test_basins=None if test_basins is None else tested)
     settings = params.baselines.lstm_for(params.profile)
     nh_run = train_and_test(config, on_epoch=on_epoch, eval_batch_size=settings.eval_batch_size)
     nh_run.dropped_attributes = dropped
     predictions = results_to_predictions(nh_run.results, dataset["qobs"], period=params.active.test)
+    predictions.attrs.update({"seed": int(seed), "profile": params.profile})
     per_basin, summary = score_predictions(predictions, dataset)
     atomic.write_netcdf(out_dir / "predictions.nc", predictions)
     write_metrics(out_dir, per_basin, summary)
     atomic.write_text(out_dir / "nh_metrics.csv", nh_metrics(nh_run.results).to_csv(index_label="basin"))
     atomic.write_text(out_dir / "epoch_losses.csv", nh_run.epochs.to_csv(index=False))
+    record = {"seed": int(seed), "profile": params.profile, "nh_run_dir": str(run_folder.relative_to(out_dir)),
+              "train_basins": list(train_basins), "test_basins": list(tested),
+              "train_wall_s": nh_run.train_seconds, "test_wall_s": nh_run.test_seconds}
+    atomic.write_text(out_dir / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
     wall = time.perf_counter() - wall_start
-    LOGGER.info("LSTM baseline: %d basins, train %.1f s, test %.1f s, total %.1f s",
-                len(basins), nh_run.train_seconds, nh_run.test_seconds, wall)
+    LOGGER.info("LSTM baseline (seed %d): %d training / %d test basins, train %.1f s, test %.1f s, total %.1f s",
+                seed, len(train_basins), len(tested), nh_run.train_seconds, nh_run.test_seconds, wall)
     return LstmBaselineResult(out_dir=out_dir, predictions=predictions, per_basin=per_basin, summary=summary,
                               nh_run=nh_run, wall_seconds=wall)
+
+
+def _known_basins(basins: Sequence[str], available: Sequence[Any]) -> list[str]:
+    """``basins`` sorted (DataError naming the first one the prepared dataset lacks)."""
+    known = set(map(str, available))
+    missing = [b for b in basins if b not in known]
+    if missing:
+        raise DataError(f"basin {missing[0]} is not in the prepared dataset; run `hbvbench prepare` with it")
+    return sorted(basins)
 
 
 def is_finite_number(value: Any) -> bool:

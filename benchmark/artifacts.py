@@ -31,10 +31,18 @@ PER_BASIN_CSV = "per_basin_metrics.csv"
 HYDROGRAPH_NAME = "hydrographs.png"
 CDF_NAME = "metric_cdf.png"
 
+SEED_FOLDER_PREFIX = "seed_"
+"""A seed other than the profile's first lives in ``<model folder>/seed_<S>/`` (models, evaluation, work, LSTM)."""
+
+
+def seed_folder_name(seed: int) -> str:
+    """``seed_<S>``: the sub-folder of a seed other than the profile's first."""
+    return f"{SEED_FOLDER_PREFIX}{seed}"
+
 
 def seed_folder(params: Params, seed: int | None) -> str | None:
     """None for the profile's first seed (the DVC pipeline's) and for no seed, else ``seed_<S>``."""
-    return None if seed is None or seed == params.active.seeds[0] else f"seed_{seed}"
+    return None if seed is None or seed == params.active.seeds[0] else seed_folder_name(seed)
 
 
 def _under(root: str | Path, params: Params, model: str, seed: int | None) -> Path:

@@ -203,10 +203,13 @@ class LstmBaselineConfig(_Strict):
     result, only on speed). ``validation_years`` is the number of final years of the
     training period used as neuralhydrology's (required) validation period: in-sample
     monitoring only, the last epoch's weights are always the ones tested.
+    ``predict_last_n``: the last days of each ``seq_length``-day training sequence that enter
+    the loss (1: sequence-to-one as in Kratzert et al. 2019; the days before are spin-up).
     """
 
     hidden_size: PositiveInt
     seq_length: PositiveInt
+    predict_last_n: PositiveInt = 1
     epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: dict[NonNegativeInt, PositiveFloat]
@@ -225,6 +228,12 @@ class LstmBaselineConfig(_Strict):
         if 0 not in value:
             raise ValueError(f"needs the initial rate under key 0 (epoch -> rate), got keys {sorted(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _scored_days_fit(self) -> "LstmBaselineConfig":
+        if self.predict_last_n > self.seq_length:
+            raise ValueError(f"predict_last_n={self.predict_last_n} is longer than seq_length={self.seq_length}")
+        return self
 
 
 class BaselinesConfig(_Strict):

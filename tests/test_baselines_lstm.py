@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 
 from baselines import nh_lstm
 from benchmark.config import Period
@@ -84,16 +84,30 @@ def test_unknown_config_key_is_rejected_before_training(tmp_path: Path) -> None:
         nh_lstm.train_and_test({"bogus_key": 1, "run_dir": str(tmp_path)})
 
 
-def test_each_invocation_gets_its_own_run_folder_and_latest_points_at_the_newest(
+def test_each_invocation_gets_its_own_run_folder_and_the_out_folder_keeps_the_newest_config(
     tmp_path: Path, tiny_data_dir: Path
 ) -> None:
     params = tiny_params(tmp_path, tiny_data_dir)
     _, first, _ = nh_lstm.prepare_run_folder(params, TINY_BASINS, tmp_path / "lstm")
-    _, second, _ = nh_lstm.prepare_run_folder(params, TINY_BASINS, tmp_path / "lstm")
+    second_config, second, _ = nh_lstm.prepare_run_folder(params, TINY_BASINS, tmp_path / "lstm", seed=7)
     assert first != second and first.is_dir() and second.is_dir()
-    latest = tmp_path / "lstm" / "nh_runs" / "latest"
-    assert latest.is_symlink() and latest.resolve() == second.resolve()
-    assert os.readlink(latest) == second.name  # relative: the folder can be moved
+    newest = yaml.safe_load((tmp_path / "lstm" / nh_lstm.NH_CONFIG_NAME).read_text())
+    assert newest == second_config and newest["seed"] == 7
+    assert newest == yaml.safe_load((second / nh_lstm.NH_CONFIG_NAME).read_text())
+    assert not (tmp_path / "lstm" / "nh_runs" / "latest").exists()  # no symlink: DVC outputs stay plain files
+
+
+def test_held_out_test_basins_get_their_own_list_and_attributes_come_from_the_training_basins(
+    tmp_path: Path, tiny_data_dir: Path
+) -> None:
+    params = tiny_params(tmp_path, tiny_data_dir)
+    train, held_out = TINY_BASINS[:2], TINY_BASINS[2:]
+    config, folder, dropped = nh_lstm.prepare_run_folder(params, train, tmp_path / "lstm", test_basins=held_out)
+    assert (folder / "basins.txt").read_text().split() == train
+    assert (folder / "test_basins.txt").read_text().split() == held_out
+    assert config["train_basin_file"] == config["validation_basin_file"] == str((folder / "basins.txt").resolve())
+    assert config["test_basin_file"] == str((folder / "test_basins.txt").resolve())
+    assert dropped == nh_lstm.usable_static_attributes(CAMELS, train)[1] == ["dom_land_cover"]  # constant on 2 basins
 
 
 def test_profile_basin_missing_from_the_prepared_dataset_is_a_data_error(tmp_path: Path, tiny_data_dir: Path) -> None:

@@ -344,6 +344,15 @@ def test_a_seed_outside_the_profile_is_left_out_and_said_so(seeded_case, tmp_pat
     assert any("seed_44 left out: seed 44 is not one of the other seeds [22, 33]" in n for n in inputs.notes)
 
 
+def test_a_seed_of_the_profile_that_was_not_evaluated_is_named(seeded_case, tmp_path):
+    eval_dir = _copy_eval(seeded_case, tmp_path)
+    shutil.rmtree(eval_dir / "dhbv" / "seed_33")
+    inputs = collect_from_files(root=tmp_path, eval_dir=eval_dir, params_path=seeded_case["params"],
+                                lookup_run_ids=False)
+    assert inputs.models[0].seeds == (11, 22)
+    assert "dhbv: 2 of the profile's 3 seeds; seed 33 not evaluated, so its statistics cover fewer seeds." in inputs.notes
+
+
 def test_a_seed_folder_with_a_bad_name_or_a_contradicting_seed_is_a_clear_error(seeded_case, tmp_path, capsys):
     eval_dir = _copy_eval(seeded_case, tmp_path)
     (eval_dir / "dhbv" / "seed_33").rename(eval_dir / "dhbv" / "seed_x")
@@ -359,10 +368,33 @@ def test_a_seed_folder_with_a_bad_name_or_a_contradicting_seed_is_a_clear_error(
         collect_from_files(root=tmp_path, eval_dir=eval_dir, params_path=seeded_case["params"], lookup_run_ids=False)
 
 
+def test_a_failed_basin_is_counted_and_named_with_its_seed_and_reason(seeded_case, tmp_path):
+    from benchmark.data.dataset import load_dataset
+
+    eval_dir = _copy_eval(seeded_case, tmp_path)
+    dataset = load_dataset(seeded_case["data"])
+    folder = eval_dir / "dhbv" / "seed_22"
+    pred = xr.load_dataset(folder / "predictions.nc")
+    basin = str(pred["basin"].values[5])
+    reason = "Newton did not converge on 3.0 % of its simulated days"
+    per_basin, summary = evaluation.score_predictions(pred, dataset, failed={basin: reason})
+    evaluation.write_metrics(folder, per_basin, summary)
+    out = tmp_path / "out"
+    assert cli_main(["--params", str(seeded_case["params"]), "report", "--eval-dir", str(eval_dir),
+                     "--out", str(out), "--perf-dir", str(tmp_path / "no-perf")]) == 0
+    md = (out / "leaderboard.md").read_text(encoding="utf-8")
+    row = md_row(md, styles.label("dhbv"))
+    assert row[1] == "34 of 35 basins (1 failed)"  # a basin failed in any seed has no seed-mean value
+    assert (f"{styles.label('dhbv')}: 1 failed basin, left out of its medians (docs/metrics.md#failed-basins): "
+            f"{basin} (seed 22: {reason}).") in md
+    nse = seed_mean(tmp_path, "dhbv", "NSE").drop(index=basin)
+    assert row[3].startswith(f"{np.median(nse):.3f} [")
+
+
 # --------------------------------------------------------------------------- budgets
 
 
-def test_the_lstm_budget_is_read_from_the_configuration_it_ran_with(tmp_path):
+def test_the_lstm_budget_is_read_from_the_configuration_and_the_record_it_ran_with(tmp_path):
     from baselines.nh_lstm import prepare_run_folder
     from benchmark.config import load_params
     from benchmark.report.budgets import lstm_budget
@@ -371,15 +403,36 @@ def test_the_lstm_budget_is_read_from_the_configuration_it_ran_with(tmp_path):
 
     params = load_params(write_params(tmp_path, tmp_path / "data"))
     basins = list(params.active.basins)
-    prepare_run_folder(params, basins, tmp_path / "lstm")  # writes nh_runs/<name>/nh_config.yml and nh_runs/latest
+    prepare_run_folder(params, basins, tmp_path / "lstm")  # writes nh_runs/<name>/nh_config.yml and lstm/nh_config.yml
     settings = params.baselines.lstm_for("ci")
-    budget = lstm_budget(SeedRun(None, pd.DataFrame(), {}, source=tmp_path / "lstm"), params)
+    run = SeedRun(None, pd.DataFrame(), {}, source=tmp_path / "lstm")
+    budget = lstm_budget(run)
     assert budget.updates == settings.epochs * settings.max_updates_per_epoch
     assert (budget.samples_per_update, budget.scored_days_per_sample) == (settings.batch_size, 1)
     assert budget.input_days_per_sample == settings.seq_length
     assert budget.basin_days == budget.updates * settings.batch_size
-    assert budget.source.startswith("nh_runs/latest/nh_config.yml")
-    assert math.isnan(budget.wall_s)  # no MLflow run: not known, not invented
+    assert budget.source.startswith("nh_config.yml")
+    assert math.isnan(budget.wall_s)  # no training record, no MLflow run: not known, not invented
+    (tmp_path / "lstm" / "training.json").write_text('{"seed": 111111, "train_wall_s": 12.5}')
+    assert lstm_budget(run).wall_s == 12.5
+    (tmp_path / "lstm" / "training.json").write_text("[12.5]")
+    with pytest.raises(DataError, match=r"lstm/training.json: expected a mapping \(the LSTM's training record\)"):
+        lstm_budget(run)
+
+
+def test_a_dhbv_budget_takes_its_sizes_from_the_checkpoint_never_from_params_yaml():
+    from benchmark.report.budgets import dhbv_budget
+    from benchmark.report.inputs import SeedRun
+
+    log = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4], "iterations": [3, 3], "epoch_wall_s": [1.0, 2.0]})
+    run = SeedRun(1, pd.DataFrame(), {}, train_log=log,
+                  setup={"batch_basins": 7, "window_days": 100, "warmup_days": 50, "iterations_per_epoch": 3})
+    budget = dhbv_budget(run)
+    assert (budget.updates, budget.samples_per_update, budget.scored_days_per_sample) == (6, 7, 100)
+    assert budget.basin_days == 6 * 7 * 100 and budget.input_days_per_sample == 150 and budget.wall_s == 3.0
+    assert budget.source == "train_log.csv; sizes from checkpoint setup"
+    unknown = dhbv_budget(SeedRun(1, pd.DataFrame(), {}, train_log=log))
+    assert math.isnan(unknown.basin_days) and "not recorded" in unknown.source
 
 
 # --------------------------------------------------------------------------- figures / browser

@@ -47,12 +47,18 @@ def test_solver_stats_sum_counts_keep_maxima_and_weight_means():
     }
 
 
-def test_dvc_train_and_evaluate_stages_run_over_train_models():
-    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    for name in ("train", "evaluate"):
+def test_dvc_train_and_evaluate_stages_run_every_seed_of_every_model_in_train_models():
+    dvc = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    stages = dvc["stages"]
+    for name, folder in (("train", "${train.models_dir}"), ("evaluate", "${train.eval_dir}")):
         assert stages[name]["matrix"] == {"model": "${train.models}"}
-    assert "${train.eval_dir}/${item.model}/metrics.json" in stages["evaluate"]["metrics"][0]
+        assert stages[name]["cmd"].endswith(f"hbvbench {name} --model ${{item.model}} --all-seeds")
+        assert stages[name]["outs"] == [f"{folder}/${{item.model}}"]  # every seed_<S> folder inside it
+        assert "profiles" in stages[name]["params"]  # a profile's seeds
+    assert stages["baseline_lstm"]["cmd"].endswith("hbvbench baseline lstm --all-seeds")
     assert "train.epochs" in stages["train"]["params"]
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert dvc["metrics"][:len(params.train.models)] == [f"${{train.eval_dir}}/{m}/metrics.json" for m in params.train.models]
 
 
 def test_other_seeds_than_the_profiles_first_get_their_own_folders():

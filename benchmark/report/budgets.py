@@ -12,12 +12,15 @@ Per model and seed:
   of which ``predict_last_n`` are scored;
 * **basin-days scored** = updates x samples per update x scored days per sample (the number
   of (basin, day) targets the loss saw, repeats included);
-* **wall time**: the summed per-epoch times of ``train_log.csv`` (δHBV) or the MLflow
-  run's ``train_wall_s`` (LSTM).
+* **wall time**: the summed per-epoch times of ``train_log.csv`` (δHBV), or the LSTM's
+  training seconds (``training.json`` beside its predictions, else the MLflow run's
+  ``train_wall_s``).
 
-The δHBV sizes come from the MLflow run's parameters when a tracking store has the run,
-else from the profile in params.yaml; the LSTM's from the ``nh_config.yml`` it was run with,
-else from ``baselines.lstm.<profile>`` in params.yaml.
+Sizes are always those a run was trained with, never the current params.yaml: a δHBV
+seed's from the setup in its ``checkpoint.pt`` (else its MLflow run's parameters), the
+LSTM's from the ``nh_config.yml`` written beside its predictions (or logged to MLflow). A
+run without any of them shows ``n/a``. How the default profile's budgets were made equal is
+explained in docs/training.md#training-budgets.
 """
 
 from __future__ import annotations
@@ -29,16 +32,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from benchmark.errors import DataError
+from baselines.nh_lstm import NH_CONFIG_NAME, TRAINING_RECORD
 from benchmark.report import styles
-from benchmark.report.inputs import ModelResult, ReportInputs, SeedRun
+from benchmark.report.inputs import ModelResult, ReportInputs, SeedRun, read_mapping
 from benchmark.report.tables import NA, Cell, RowGroup, Table, fmt, ordered, training_wall_time
-
-NH_CONFIG_NAME = "nh_config.yml"
-NH_CONFIG_PLACES: tuple[str, ...] = (NH_CONFIG_NAME, f"nh_runs/latest/{NH_CONFIG_NAME}")
-"""Where the LSTM's neuralhydrology configuration is found, relative to its folder."""
 
 EQUAL_WITHIN = 0.05
 """Two budgets are called equal when they differ by less than this fraction."""
@@ -79,14 +77,17 @@ def _logged_updates(run: SeedRun) -> tuple[float, float]:
     return float(len(log)), float(np.nansum(iterations)) if np.isfinite(iterations).any() else math.nan
 
 
-def dhbv_budget(run: SeedRun, params: Any) -> Budget:
-    """The budget of one δHBV seed (sizes from its MLflow parameters, else the profile)."""
-    profile = getattr(params, "active", None)
-    sizes = {key: _number(run.run_params, key) for key in ("batch_basins", "window_days", "warmup_days")}
-    source = "MLflow run parameters"
-    if not all(math.isfinite(v) for v in sizes.values()):
-        sizes = {key: float(getattr(profile, key, math.nan)) for key in sizes}
-        source = f"params.yaml profile {getattr(params, 'profile', '?')!r}"
+SIZE_KEYS: tuple[str, ...] = ("batch_basins", "window_days", "warmup_days")
+
+
+def dhbv_budget(run: SeedRun) -> Budget:
+    """The budget of one δHBV seed (sizes from its checkpoint's setup, else its MLflow run's parameters)."""
+    sizes, source = {key: math.nan for key in SIZE_KEYS}, "not recorded (no checkpoint, no MLflow run)"
+    for recorded, where in ((run.setup, "checkpoint setup"), (run.run_params, "MLflow run parameters")):
+        found = {key: _number(recorded, key) for key in SIZE_KEYS}
+        if all(math.isfinite(v) for v in found.values()):
+            sizes, source = found, where
+            break
     epochs, updates = _logged_updates(run)
     wall = training_wall_time(run.train_log)
     if not math.isfinite(wall):
@@ -106,45 +107,44 @@ def read_nh_config(folder: Path | None) -> tuple[dict[str, Any], Path] | None:
     """
     if folder is None:
         return None
-    for place in NH_CONFIG_PLACES:
-        path = folder / place
-        if path.is_file():
-            try:
-                config = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise DataError(f"cannot read the LSTM's neuralhydrology configuration {path}: {exc}") from None
-            if not isinstance(config, dict):
-                raise DataError(f"{path}: expected a YAML mapping of neuralhydrology settings")
-            return config, path
-    return None
+    path = folder / NH_CONFIG_NAME
+    if not path.is_file():
+        return None
+    return read_mapping(path, "the LSTM's neuralhydrology configuration"), path
 
 
-def lstm_budget(run: SeedRun, params: Any) -> Budget:
-    """The budget of the LSTM baseline (neuralhydrology's configuration and epoch log)."""
+def lstm_training_seconds(run: SeedRun) -> float:
+    """The LSTM's training seconds: ``training.json`` in its folder, else its MLflow run's ``train_wall_s``.
+
+    Raises
+    ------
+    DataError
+        ``training.json`` exists but is not a JSON object.
+    """
+    path = run.source / TRAINING_RECORD if run.source is not None else None
+    if path is not None and path.is_file():
+        return _number(read_mapping(path, "the LSTM's training record"), "train_wall_s")
+    return run.run_metrics.get("train_wall_s", math.nan)
+
+
+def lstm_budget(run: SeedRun) -> Budget:
+    """The budget of the LSTM baseline (the neuralhydrology configuration it ran with and its epoch log)."""
     found = read_nh_config(run.source)
-    if found is not None:
-        config, path = found
-        source = str(path.name if path.parent == run.source else path.relative_to(run.source))
-    else:
-        try:
-            config = params.baselines.lstm_for(params.profile).model_dump()
-        except Exception:  # noqa: BLE001 - no readable params.yaml or no LSTM entry: the budget stays n/a
-            config = {}
-        source = f"params.yaml baselines.lstm.{getattr(params, 'profile', '?')}"
+    config, source = (found[0], NH_CONFIG_NAME) if found is not None else ({}, f"no {NH_CONFIG_NAME}")
     epochs = float(len(run.train_log)) if run.train_log is not None else _number(config, "epochs")
     per_epoch = _number(config, "max_updates_per_epoch")
     predict_last_n = _number(config, "predict_last_n") if "predict_last_n" in config else 1.0
     log = "epoch_losses.csv" if run.train_log is not None else "no epoch_losses.csv"
     return Budget(epochs * per_epoch, _number(config, "batch_size"), predict_last_n, _number(config, "seq_length"),
-                  run.run_metrics.get("train_wall_s", math.nan), epochs, f"{source}; {log}")
+                  lstm_training_seconds(run), epochs, f"{source}; {log}")
 
 
-def model_budgets(model: ModelResult, params: Any) -> list[Budget] | None:
+def model_budgets(model: ModelResult) -> list[Budget] | None:
     """One budget per seed (None for a model not trained here, e.g. SAC-SMA)."""
     if model.name == "sacsma":
         return None
     compute = lstm_budget if model.name == "lstm" else dhbv_budget
-    return [compute(run, params) for run in model.runs]
+    return [compute(run) for run in model.runs]
 
 
 # --------------------------------------------------------------------------- table
@@ -220,7 +220,7 @@ def budget_table(inputs: ReportInputs) -> Table | None:
     """Each trained model's budget per seed (None when no model was trained here)."""
     rows: list[tuple[ModelResult, list[Budget]]] = []
     for model in ordered(inputs.models):
-        budgets = model_budgets(model, inputs.params)
+        budgets = model_budgets(model)
         if budgets:
             rows.append((model, budgets))
     if not rows:

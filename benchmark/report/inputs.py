@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from benchmark import repository
+from benchmark.artifacts import CHECKPOINT_NAME, SEED_FOLDER_PREFIX, seed_folder_name
 from benchmark.errors import DataError
 
 #: Baseline folder names that are not δHBV variants (never given "dynamic parameters").
@@ -37,8 +39,6 @@ BASELINE_NAMES: frozenset[str] = frozenset({"lstm", "lstm_nh", "sacsma"})
 NAME_ALIASES: dict[str, str] = {"lstm_nh": "lstm"}
 #: Per-epoch log file names, in order of preference (trainer; neuralhydrology baseline).
 TRAIN_LOG_NAMES: tuple[str, ...] = ("train_log.csv", "epoch_losses.csv")
-#: A model's seeds other than the profile's first live in ``<model>/seed_<S>/`` (the trainer's layout).
-SEED_FOLDER_PREFIX = "seed_"
 
 
 @dataclass
@@ -65,6 +65,10 @@ class SeedRun:
         Final metrics of the MLflow run (``train_wall_s``...) when a tracking store has it.
     run_params
         Parameters of that MLflow run (the training setup: ``batch_basins``, ``window_days``...).
+    setup
+        The training setup recorded in the run's ``checkpoint.pt`` (profile, basins, sizes,
+        ``iterations_per_epoch``...; :func:`benchmark.training.trainer.setup_fingerprint`),
+        empty when no checkpoint was found.
     """
 
     seed: int | None
@@ -76,6 +80,7 @@ class SeedRun:
     source: Path | None = None
     run_metrics: dict[str, float] = field(default_factory=dict)
     run_params: dict[str, str] = field(default_factory=dict)
+    setup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,13 +245,26 @@ def read_summary(path: Path) -> dict[str, Any]:
     DataError
         If the file is not a JSON object.
     """
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read metrics file {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a JSON object of metrics, got {type(raw).__name__}")
+    raw = read_mapping(path, "metrics file")
     return {k: (math.nan if v in ("n/a", None) else v) for k, v in _flatten(raw).items()}
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping in a JSON file (YAML for ``.yml``/``.yaml``), described as ``what`` in errors.
+
+    Raises
+    ------
+    DataError
+        The file cannot be read or parsed, or does not hold a mapping.
+    """
+    try:
+        text = path.read_text()
+        raw = yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a mapping ({what}), got {type(raw).__name__}")
+    return raw
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -271,14 +289,16 @@ def read_train_log(path: Path) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
-def load_run_dir(directory: Path, *, train_log: Path | None = None, seed: int | None = None) -> SeedRun | None:
+def load_run_dir(directory: Path, *, train_log: Path | None = None, seed: int | None = None,
+                 model_folder: Path | None = None) -> SeedRun | None:
     """Load one evaluated run folder (``artifacts/eval/<model>``, its ``seed_<S>`` subfolders,
     or ``artifacts/baselines/<name>``).
 
     Returns None for a folder without ``metrics.json`` and ``per_basin_metrics.csv`` (not
     evaluated yet). A folder with only one of the two is a half-written evaluation and
     raises :class:`DataError` naming the missing file. The seed is ``seed`` when given (the
-    folder name says it) and otherwise the ``seed`` attribute of ``predictions.nc``.
+    folder name says it) and otherwise the ``seed`` attribute of ``predictions.nc``. The
+    training setup is read from ``model_folder/checkpoint.pt`` when there is one.
     """
     metrics_path = directory / "metrics.json"
     per_basin_path = directory / "per_basin_metrics.csv"
@@ -302,7 +322,29 @@ def load_run_dir(directory: Path, *, train_log: Path | None = None, seed: int | 
         train_log=read_train_log(train_log) if train_log is not None else None,
         run_id=run_id,
         source=directory,
+        setup=read_training_setup(model_folder),
     )
+
+
+def read_training_setup(model_folder: Path | None) -> dict[str, Any]:
+    """The ``setup`` of the finished training in ``model_folder/checkpoint.pt`` ({} without one).
+
+    Read with the checkpoint module's safe loader (tensors and plain values only).
+
+    Raises
+    ------
+    TrainingError
+        The checkpoint exists but cannot be read safely.
+    """
+    if model_folder is None:
+        return {}
+    from benchmark.training.checkpoint import load_checkpoint  # torch loads only when a checkpoint is read
+
+    path = model_folder / CHECKPOINT_NAME
+    if not path.is_file():
+        return {}
+    setup = load_checkpoint(path).get("setup")
+    return dict(setup) if isinstance(setup, dict) else {}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -340,12 +382,14 @@ def load_model_runs(directory: Path, models_dir: Path | None = None) -> list[See
     """
     log_root = models_dir / directory.name if models_dir is not None else None
     runs: list[SeedRun] = []
-    primary = load_run_dir(directory, train_log=find_train_log(*(p for p in (log_root, directory) if p is not None)))
+    primary = load_run_dir(directory, train_log=find_train_log(*(p for p in (log_root, directory) if p is not None)),
+                           model_folder=log_root)
     if primary is not None:
         runs.append(primary)
     for seed, folder in seed_folders(directory):
-        logs = [p for p in ((log_root / folder.name) if log_root is not None else None, folder) if p is not None]
-        run = load_run_dir(folder, train_log=find_train_log(*logs), seed=seed)
+        model_folder = log_root / folder.name if log_root is not None else None
+        logs = [p for p in (model_folder, folder) if p is not None]
+        run = load_run_dir(folder, train_log=find_train_log(*logs), seed=seed, model_folder=model_folder)
         if run is not None:
             runs.append(run)
     seeds = [r.seed for r in runs if r.seed is not None]
@@ -576,6 +620,7 @@ def collect_from_files(
         )
     if lookup_run_ids and params is not None:
         attach_mlflow_runs(models, mlflow_runs(params.train.experiment, [m.name for m in models], profile))
+    notes += missing_seed_notes(models, profile_seeds(params))
     notes += attach_ensembles(models, params, dataset)
     return ReportInputs(
         models=models,
@@ -609,6 +654,21 @@ def _belongs(run: SeedRun, params: Any, notes: list[str], root: Path | None = No
         notes.append(f"{where} left out: it holds seed {run.seed}, the first seed of profile {profile!r} is {seeds[0]}.")
         return False
     return True
+
+
+UNSEEDED_MODELS: frozenset[str] = frozenset({"sacsma"})
+"""Models without a training seed (CAMELS' calibrated SAC-SMA runs)."""
+
+
+def missing_seed_notes(models: list[ModelResult], seeds: tuple[int, ...]) -> list[str]:
+    """One note per trained model evaluated for fewer seeds than the profile lists, naming the missing ones."""
+    notes = []
+    for model in models:
+        missing = [seed for seed in seeds if seed not in {run.seed for run in model.runs}]
+        if missing and model.name not in UNSEEDED_MODELS:
+            notes.append(f"{model.name}: {len(model.runs)} of the profile's {len(seeds)} seeds; seed "
+                         f"{', '.join(map(str, missing))} not evaluated, so its statistics cover fewer seeds.")
+    return notes
 
 
 def profile_seeds(params: Any) -> tuple[int, ...]:
@@ -770,7 +830,7 @@ def collect_from_mlflow(
         name, seed = NAME_ALIASES.get(tag, tag), _int_or_none(row.get("tags.seed"))
         if any(r.seed == seed for r in by_model.get(name, [])) or (seeds and seed is not None and seed not in seeds):
             continue
-        run = _download_run(client, row, scratch / name / (f"{SEED_FOLDER_PREFIX}{seed}" if seed is not None else "any"))
+        run = _download_run(client, row, scratch / name / (seed_folder_name(seed) if seed is not None else "any"))
         if run is not None:
             by_model.setdefault(name, []).append(run)
     if not by_model:

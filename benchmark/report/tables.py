@@ -107,14 +107,15 @@ def scored_basins(result: ModelResult) -> set[str]:
 
 
 def benchmark_basins(inputs: ReportInputs) -> set[str]:
-    """The benchmark's basin set: every basin scored by any model except SAC-SMA.
+    """The benchmark's basin set: every basin scored by any model except SAC-SMA, and every
+    basin a model failed on (so a basin every model failed on still counts against each).
 
     SAC-SMA exists in CAMELS only for some basins; its row says "k of n basins" instead.
     """
     basins: set[str] = set()
     for result in inputs.models:
         if result.name != "sacsma":
-            basins |= scored_basins(result)
+            basins |= scored_basins(result) | set(failed_basins(result))
     if not basins:
         for result in inputs.models:
             basins |= scored_basins(result)
@@ -143,6 +144,51 @@ def coverage_text(result: ModelResult, basins: set[str]) -> str:
     """``n`` when a model covers every benchmark basin, else ``k of n basins``."""
     k = len(scored_basins(result) & basins)
     return str(k) if k == len(basins) else f"{k} of {len(basins)} basins"
+
+
+FAILED_PREFIX = "failed"
+
+
+def failed_basins(result: ModelResult) -> dict[str, list[tuple[int | None, str]]]:
+    """Basins a model failed on, with ``(seed, reason)`` per failing seed.
+
+    From the ``status`` column of each seed's ``per_basin_metrics.csv`` (``failed: <reason>``),
+    or, for a run without that column, the ``failed_basins`` list of its ``metrics.json``
+    (docs/metrics.md#failed-basins). A basin failed in any seed has no seed-mean value, so it
+    is missing from the model's medians.
+    """
+    found: dict[str, list[tuple[int | None, str]]] = {}
+    for run in result.runs:
+        if "status" in run.per_basin.columns:
+            status = run.per_basin["status"].astype(str)
+            for basin, text in status[status.str.startswith(FAILED_PREFIX)].items():
+                found.setdefault(str(basin), []).append((run.seed, text.removeprefix(FAILED_PREFIX).lstrip(": ")))
+        else:
+            listed = run.summary.get("failed_basins")
+            for basin in (listed.split() if isinstance(listed, str) else []):
+                found.setdefault(basin, []).append((run.seed, "reason not recorded"))
+    return dict(sorted(found.items()))
+
+
+def failed_text(result: ModelResult) -> str:
+    """`` (k failed)`` for the Basins cell of a model with failed basins, else ``""``."""
+    count = len(failed_basins(result))
+    return f" ({count} failed)" if count else ""
+
+
+def failed_notes(models: Iterable[ModelResult]) -> list[str]:
+    """One sentence per model with failed basins: which basins, in which seed, and why."""
+    notes = []
+    for result in models:
+        failed = failed_basins(result)
+        if not failed:
+            continue
+        several = len(result.runs) > 1
+        items = "; ".join(f"{basin} ({', '.join((f'seed {seed}: ' if several else '') + reason for seed, reason in why)})"
+                          for basin, why in failed.items())
+        notes.append(f"{styles.label(result.name)}: {len(failed)} failed basin{'s' if len(failed) > 1 else ''}, left out "
+                     f"of its medians (docs/metrics.md#failed-basins): {items}.")
+    return notes
 
 
 def mark_significant_best(rows: list[list[Cell]], column: int, metric: str, models: list[ModelResult | None],
@@ -247,7 +293,8 @@ def streamflow_table(inputs: ReportInputs, comparisons: Comparisons | None = Non
     markable: list[ModelResult | None] = []
     for result in ordered(inputs.models):
         on = scored_basins(result) & basins
-        rows.append([Cell(styles.label(result.name)), Cell(coverage_text(result, basins)), Cell(seeds_text(result))]
+        rows.append([Cell(styles.label(result.name)), Cell(coverage_text(result, basins) + failed_text(result)),
+                     Cell(seeds_text(result))]
                     + _streamflow_cells(result, on, median_estimate) + [Cell(dynamic_parameters(result.name))])
         markable.append(result if len(on) == len(basins) else None)
     for offset, (metric, _) in enumerate(STREAMFLOW_METRICS):
@@ -278,8 +325,10 @@ def streamflow_table(inputs: ReportInputs, comparisons: Comparisons | None = Non
         notes.append("Seed ensembles are never marked best (they are not single trained models).")
     for result, model in zip(ordered(inputs.models), markable):
         if model is None:
+            why = "failed basins, see below" if failed_basins(result) else "no model output for the others"
             notes.append(f"{styles.label(result.name)}: scored on {coverage_text(result, basins)} only "
-                         f"(no model output for the others); not comparable, not marked best.")
+                         f"({why}); not comparable, not marked best.")
+    notes += failed_notes(ordered(inputs.models))
     return Table("streamflow", "Streamflow metrics (layout of Table 1)", STREAMFLOW_COLUMNS, groups, notes)
 
 

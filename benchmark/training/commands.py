@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchmark.config import load_params
+from benchmark.config import Params, load_params
 
 
 def _params(args: argparse.Namespace):
@@ -22,32 +22,43 @@ def _train(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune`
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
-    options = dict(seed=args.seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
-                   distributed_run=args.distributed)
-    if args.init_from:  # a path, MLflow run id or Optuna study; brings its hyperparameters
-        result = train_from(params, args.model, args.init_from, **options)
-    else:
-        result = train_model(params, args.model, **options)
-    if args.distributed and os.environ.get("RANK", "0") != "0":
-        return 0  # rank 0 reports for the job
-    last = result.history[-1]["train_loss"] if result.history else float("nan")
-    print(f"trained {result.model} (seed {result.seed}) for {result.epochs} epochs: final train loss {last:.4f} -> {result.model_dir}")
+    for seed in _seeds(args, params):
+        options = dict(seed=seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
+                       distributed_run=args.distributed)
+        if args.init_from:  # a path, MLflow run id or Optuna study; brings its hyperparameters
+            result = train_from(params, args.model, args.init_from, **options)
+        else:
+            result = train_model(params, args.model, **options)
+        if args.distributed and os.environ.get("RANK", "0") != "0":
+            continue  # rank 0 reports for the job
+        last = result.history[-1]["train_loss"] if result.history else float("nan")
+        print(f"trained {result.model} (seed {result.seed}) for {result.epochs} epochs: final train loss {last:.4f} "
+              f"-> {result.model_dir}", flush=True)
     return 0
 
 
+def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
+    """``--all-seeds``: every seed of the profile, in its order; else ``--seed`` (None: the profile's first)."""
+    return list(params.active.seeds) if args.all_seeds else [args.seed]
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    from benchmark.artifacts import eval_dir
     from benchmark.errors import ConfigError
     from benchmark.training.evaluate import evaluate_model
-    from benchmark.artifacts import eval_dir
 
     if args.from_mlflow:
+        if args.all_seeds:
+            raise ConfigError("--all-seeds evaluates the models trained here; --from-mlflow evaluates one logged model")
         return _evaluate_logged_model(args)
     if not args.model:
         raise ConfigError("give --model NAME (a model trained here) or --from-mlflow REF (a logged MLflow model)")
     params = _params(args)
-    _, summary = evaluate_model(params, args.model, seed=args.seed)
-    shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
-    print(f"evaluated {args.model} on {summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model, args.seed)}")
+    for seed in _seeds(args, params):
+        _, summary = evaluate_model(params, args.model, seed=seed)
+        shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
+        print(f"evaluated {args.model} (seed {seed if seed is not None else params.active.seeds[0]}) on "
+              f"{summary.get('n_basins', '?')} basins {shown} -> {eval_dir(params, args.model, seed)}", flush=True)
     return 0
 
 
@@ -82,7 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a differentiable HBV variant (checkpoint every epoch)")
     train.add_argument("--model", required=True, help="registry name: dhbv, dhbv_cr, dhbv_adj, dhbv_adj_cr, ...")
     train.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper)")
-    train.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
+    which = train.add_mutually_exclusive_group()
+    which.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
+    which.add_argument("--all-seeds", action="store_true",
+                       help="train every seed of the profile, one after the other (what `dvc repro` runs)")
     train.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs or the profile's)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint (an interrupted run's, else the finished one's); "
@@ -104,7 +118,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", default=None, help="registry name of a trained model (required without --from-mlflow)")
     evaluate.add_argument("--profile", default=None, help="override the params.yaml profile (ci, default, paper); "
                           "with --from-mlflow default: the profile the model was trained on")
-    evaluate.add_argument("--seed", type=int, default=None, help="the training seed (default: the profile's first)")
+    which = evaluate.add_mutually_exclusive_group()
+    which.add_argument("--seed", type=int, default=None, help="the training seed (default: the profile's first)")
+    which.add_argument("--all-seeds", action="store_true", help="evaluate every seed of the profile")
     evaluate.add_argument(
         "--from-mlflow", default=None, metavar="REF",
         help="evaluate the MLflow model a training logged instead: its run id, runs:/<run id>/model, "
