@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from benchmark import parallel_seeds
 from benchmark.config import Params, load_params
+from benchmark.errors import ConfigError
 
 HYDROGRAPH_NAME = "hydrographs.png"
 CDF_NAME = "metric_cdf.png"
@@ -181,12 +183,18 @@ def _print_summary(name: str, summary: dict[str, Any], extra: str = "") -> None:
 
 
 def _lstm(args: argparse.Namespace) -> int:
-    from benchmark.errors import ConfigError
-
     params = _params(args)
     if args.all_seeds and args.out is not None:
         raise ConfigError("--out names one run's folder; with --all-seeds each seed writes its own "
                           "(<baselines.out_dir>/lstm, lstm/seed_<S>)")
+    if args.all_seeds and len(params.active.seeds) > 1:
+        workers = args.workers if args.workers is not None else parallel_seeds.default_workers(len(params.active.seeds))
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        if workers > 1:
+            share = parallel_seeds.thread_share(args.threads, params.train.threads, min(workers, len(params.active.seeds)))
+            parallel_seeds.run("baseline lstm", args.argv, params.active.seeds, workers, share)
+            return 0
     for seed in (params.active.seeds if args.all_seeds else [args.seed]):
         start = time.perf_counter()
         summary = run_lstm(params, out_dir=args.out, mlflow_enabled=not args.no_mlflow, seed=seed)
@@ -217,5 +225,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             seeds.add_argument("--seed", type=int, default=None,
                                help="neuralhydrology's seed (default: the profile's first; others write lstm/seed_<S>)")
             seeds.add_argument("--all-seeds", action="store_true",
-                               help="one run per seed of the profile (what `dvc repro` runs)")
+                               help="one run per seed of the profile (what `dvc repro` runs); see --workers")
+            sub.add_argument("--workers", type=int, default=None, metavar="N", help=parallel_seeds.WORKERS_HELP)
         sub.set_defaults(func=func)

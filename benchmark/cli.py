@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what parallel seeds re-run (benchmark.parallel_seeds)
     name = command_name(args)
     try:
         with repository.rooted_at(args.params), threads.applied(thread_budget(args)):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from benchmark import parallel_seeds
 from benchmark.config import Params, load_params
+from benchmark.errors import ConfigError
 
 
 def _params(args: argparse.Namespace):
@@ -22,6 +24,8 @@ def _train(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune`
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
+    if _in_parallel(args, params, "train"):
+        return 0
     for seed in _seeds(args, params):
         options = dict(seed=seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
                        distributed_run=args.distributed)
@@ -35,6 +39,21 @@ def _train(args: argparse.Namespace) -> int:
         print(f"trained {result.model} (seed {result.seed}) for {result.epochs} epochs: final train loss {last:.4f} "
               f"-> {result.model_dir}", flush=True)
     return 0
+
+
+def _in_parallel(args: argparse.Namespace, params: Params, command: str) -> bool:
+    """``--all-seeds`` with more than one worker: run the seeds as child processes; True if it did."""
+    if not args.all_seeds or getattr(args, "distributed", False):
+        return False
+    seeds = list(params.active.seeds)
+    workers = args.workers if args.workers is not None else parallel_seeds.default_workers(len(seeds))
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers == 1 or len(seeds) == 1:
+        return False
+    share = parallel_seeds.thread_share(args.threads, params.train.threads, min(workers, len(seeds)))
+    parallel_seeds.run(command, args.argv, seeds, workers, share)
+    return True
 
 
 def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
@@ -54,6 +73,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("give --model NAME (a model trained here) or --from-mlflow REF (a logged MLflow model)")
     params = _params(args)
+    if _in_parallel(args, params, "evaluate"):
+        return 0
     for seed in _seeds(args, params):
         _, summary = evaluate_model(params, args.model, seed=seed)
         shown = {k: summary[k] for k in ("NSE_median", "KGE_median") if k in summary}
@@ -96,7 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which = train.add_mutually_exclusive_group()
     which.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's first)")
     which.add_argument("--all-seeds", action="store_true",
-                       help="train every seed of the profile, one after the other (what `dvc repro` runs)")
+                       help="train every seed of the profile (what `dvc repro` runs); see --workers")
+    train.add_argument("--workers", type=int, default=None, metavar="N", help=parallel_seeds.WORKERS_HELP)
     train.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs or the profile's)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint (an interrupted run's, else the finished one's); "
@@ -120,7 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "with --from-mlflow default: the profile the model was trained on")
     which = evaluate.add_mutually_exclusive_group()
     which.add_argument("--seed", type=int, default=None, help="the training seed (default: the profile's first)")
-    which.add_argument("--all-seeds", action="store_true", help="evaluate every seed of the profile")
+    which.add_argument("--all-seeds", action="store_true", help="evaluate every seed of the profile; see --workers")
+    evaluate.add_argument("--workers", type=int, default=None, metavar="N", help=parallel_seeds.WORKERS_HELP)
     evaluate.add_argument(
         "--from-mlflow", default=None, metavar="REF",
         help="evaluate the MLflow model a training logged instead: its run id, runs:/<run id>/model, "
