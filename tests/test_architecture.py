@@ -184,7 +184,7 @@ LAYERS: dict[str, int] = {
     "benchmark.errors": 0, "benchmark.config": 0, "benchmark.atomic": 0, "benchmark.locks": 0,
     "benchmark.stores": 0, "benchmark.repository": 0, "benchmark.threads": 0, "benchmark.metrics": 0,
     "benchmark.tracking": 0, "benchmark.evaluation": 0, "benchmark.ensemble": 0, "benchmark.artifacts": 0,
-    "benchmark.hyperparams": 0,
+    "benchmark.hyperparams": 0, "benchmark.parallel_seeds": 0,
     "benchmark.data": 1,
     "benchmark.models": 2, "benchmark.solvers": 2,
     "benchmark.training": 3, "baselines": 3,
