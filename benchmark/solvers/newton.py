@@ -8,7 +8,7 @@ counts, and a NaN residual never counts as converged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import torch
 
@@ -74,6 +74,21 @@ class NewtonOptions:
 
 
 Terms = TypeVar("Terms")
+
+
+class NewtonStart(NamedTuple):
+    """Batch-shaped starting values of a scalar Newton, allocated once and reused from day to day."""
+
+    zero_iters: torch.Tensor  # 0 (int32): no update yet
+    all_active: torch.Tensor  # True: every system still to converge
+    no_residual: torch.Tensor  # +inf: no accepted iterate yet
+
+
+def newton_start(batch: Sequence[int], dtype: torch.dtype, device: torch.device) -> NewtonStart:
+    """:class:`NewtonStart` for systems of shape ``batch``."""
+    return NewtonStart(torch.zeros(batch, dtype=torch.int32, device=device),
+                       torch.ones(batch, dtype=torch.bool, device=device),
+                       torch.full(batch, torch.inf, dtype=dtype, device=device))
 
 
 def scalar_newton(residual: Callable[[torch.Tensor], tuple[torch.Tensor, Terms]],
