@@ -19,7 +19,7 @@ from benchmark.models.hbv.fluxes import (
 )
 from benchmark.models.hbv.jacobian import jacobian_entries, solve_newton_system
 from benchmark.models.snow import SnowForcing, backward_euler_snow
-from benchmark.solvers.newton import DT, NewtonOptions, NewtonStart, newton_start, scalar_newton
+from benchmark.solvers.newton import DT, NewtonOptions, NewtonStart, march_days, newton_start, scalar_newton
 
 
 def per_day(consts: NamedTuple) -> Callable[[int], NamedTuple]:
@@ -150,21 +150,21 @@ class HBVImplicitSystem:
         iterations = torch.empty((n_days, *batch), dtype=torch.int32, device=device)
         not_conv = torch.empty((n_days, *batch), dtype=torch.bool, device=device)
         start = newton_start(batch, S0.dtype, device)
-        prev = S0.movedim(-1, 0).clamp_min(0.0).unbind(0)
-        for t in range(n_days):
+
+        def day_step(t: int, prev: Sequence[torch.Tensor], updates: int | None):
             new, iters, active = eliminated_day(prev, self.day(t), rday(t), self.capillary_rise, options, start,
-                                                any_refreeze[t])
+                                                any_refreeze[t], updates)
             out = states[t]
             torch.stack(new, out=out)
-            iterations[t] = iters
-            not_conv[t] = active
-            prev = out.unbind(0)
+            return out.unbind(0), iters, active
+
+        march_days(day_step, S0.movedim(-1, 0).clamp_min(0.0).unbind(0), n_days, options, iterations, not_conv)
         return states, iterations, not_conv
 
 
 def eliminated_day(prev: Sequence[torch.Tensor], c: DayConstants, r: "_Response", capillary_rise: bool,
-                   options: NewtonOptions, start: NewtonStart, any_refreeze: bool = True
-                   ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+                   options: NewtonOptions, start: NewtonStart, any_refreeze: bool = True,
+                   updates: int | None = None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
     """One backward-Euler day of HBV solved by elimination (see :meth:`HBVImplicitSystem.eliminated`).
 
     Parameters
@@ -180,6 +180,8 @@ def eliminated_day(prev: Sequence[torch.Tensor], c: DayConstants, r: "_Response"
     any_refreeze
         False when no system has a refreezing potential on this day (skips that branch of the
         snow solve; True is always correct).
+    updates
+        Newton updates of the SM solve (see :func:`~benchmark.solvers.newton.scalar_newton`).
 
     Returns
     -------
@@ -189,13 +191,13 @@ def eliminated_day(prev: Sequence[torch.Tensor], c: DayConstants, r: "_Response"
     snow, melt = backward_euler_snow(prev[0], prev[1], SnowForcing(*c[:4]), c.CWH, any_refreeze)
     inflow = c.rain + (melt - c.CWH * snow).clamp_min(0.0)
     sm, (suz, slz), iters, active = _sm_newton(prev[2], prev[3], prev[4], inflow, c, r, capillary_rise, options,
-                                               start)
+                                               start, updates)
     return (snow, melt, sm, suz, slz), iters, active
 
 
 def _sm_newton(prev_sm: torch.Tensor, prev_suz: torch.Tensor, prev_slz: torch.Tensor, inflow: torch.Tensor,
-               c: DayConstants, r: "_Response", capillary_rise: bool, options: NewtonOptions, start: NewtonStart
-               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+               c: DayConstants, r: "_Response", capillary_rise: bool, options: NewtonOptions, start: NewtonStart,
+               updates: int | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
     """SM from G_SM(x) = x - SM_prev - (inflow - recharge(x) - excess(x) - ET(x) + Cr(x)) = 0 (dt = 1 day).
 
     Without capillary rise the response storages do not feed back, and SUZ, SLZ are solved once
@@ -249,9 +251,9 @@ def _sm_newton(prev_sm: torch.Tensor, prev_suz: torch.Tensor, prev_slz: torch.Te
         return torch.where(x < SM_FLOOR, 1.0, 1.0 + d_to_suz + det - d_cap)
 
     if capillary_rise:
-        sm, t, iters, active = scalar_newton(residual_capillary, slope_capillary, prev_sm, options, *start)
+        sm, t, iters, active = scalar_newton(residual_capillary, slope_capillary, prev_sm, options, *start, updates)
         return sm, (t[2], t[7]), iters, active
-    sm, (_, terms), iters, active = scalar_newton(residual_plain, slope_plain, prev_sm, options, *start)
+    sm, (_, terms), iters, active = scalar_newton(residual_plain, slope_plain, prev_sm, options, *start, updates)
     suz, _ = _upper_zone(prev_suz, inflow * terms.w + terms.excess, c, r)
     return sm, (suz, (prev_slz + torch.minimum(suz, c.PERC)) * r.inv_one_k2), iters, active
 
