@@ -15,7 +15,9 @@ reaches every day of every basin, as a streamflow RMSE's does).
 
 Every variant runs in its own spawned process, so that its peak memory (CPU: peak resident
 set size over the steps minus that before the first one; CUDA: ``max_memory_allocated``) is
-its own. Outputs: ``perf.json`` and ``perf.md`` in ``--out`` (default ``reports/perf/``), the
+its own. After the timed steps, one more step over the first OPS_DAYS days runs under the torch
+profiler, which counts its aten operations (per simulated day: a machine-independent proxy for dispatch and kernel-launch cost).
+Outputs: ``perf.json`` and ``perf.md`` in ``--out`` (default ``reports/perf/``), the
 table on stdout, and a last line ``ratio <x>``: median adjoint step time / median sequential
 step time, both measured in this run.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import os
 import platform
 import resource
@@ -39,6 +42,10 @@ START_DATE = "1980-10-01"
 WARMUP_STEPS = 3
 """Untimed steps before the timed ones: on CPU the first two steps of a process run up to twice
 as slow as the later ones (memory first touched), more so for the sequential scheme."""
+OPS_DAYS = 120
+"""Days of the profiled step that counts aten operations (the first ones of the sequence): the
+profiler keeps every event, and a 730-day step of unrolled autograd through Newton at B = 100
+would hold over 20 GB of them."""
 INITIAL_STORAGE_MM = 0.001
 """Every storage starts at 0.001 mm, the authors' default (an empty soil gives the sequential
 scheme's (SM/FC)^BETA a 0 * log 0 gradient)."""
@@ -85,6 +92,10 @@ TABLE_A2: tuple[Variant, ...] = (
     Variant("implicit_autograd", "dhbv_adj", other_gradient="autograd"),
 )
 """The rows of the paper's Table A2 (``sequential`` and ``adjoint`` give the ratio)."""
+
+
+PAIRS = (("dhbv_adj_cr", "dhbv_cr"), ("gr4j_adj", "gr4j"))
+"""Implicit/sequential pairs besides Table A2's whose step-time ratio the table states."""
 
 
 def variants() -> tuple[Variant, ...]:
@@ -171,6 +182,20 @@ def _rss_mb() -> float:
         return 0.0
 
 
+def count_aten_ops(function: Any) -> int:
+    """aten operations dispatched while ``function()`` runs (torch profiler, CPU activity).
+
+    Every ``aten::`` event counts, nested ones included (a composite operation and the
+    operations it calls): the profiler's own count, a machine-independent proxy for the
+    dispatch cost of a CPU run and the kernel launches of a GPU run.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        function()
+    return sum(1 for event in prof.profiler.kineto_results.events() if event.name().startswith("aten::"))
+
+
 def _measure(job: dict[str, Any]) -> dict[str, Any]:
     """Time ``job["repeats"]`` training steps of one variant (after WARMUP_STEPS untimed ones)."""
     import torch
@@ -198,14 +223,15 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def step() -> tuple[float, float, float, dict]:
+    def step(days: int | None = None) -> tuple[float, float, float, dict]:
         for leaf in leaves:
             leaf.grad = None
         sync()
         c0 = time.process_time()
         t0 = time.perf_counter()
-        params, routing = _physical(spec, *leaves)
-        out = simulate(forcing, params, routing=routing, **options)
+        static_u, dynamic_u, routing_u = leaves
+        params, routing = _physical(spec, static_u, dynamic_u[:days], routing_u)
+        out = simulate(forcing[:days], params, routing=routing, **options)
         loss = out["Q"].square().mean()
         sync()
         t1 = time.perf_counter()
@@ -234,6 +260,9 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     else:
         peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before, 0.0)
         memory_kind = "peak RSS increase"
+    # after the timed steps and the memory reading: the profiler slows the step and keeps its events
+    ops_days = min(job["days"], OPS_DAYS)
+    aten_ops = count_aten_ops(lambda: step(ops_days))
     totals = [f + b for f, b in zip(forward, backward)]
     return {
         "key": job["key"],
@@ -245,6 +274,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         "backward_s": statistics.median(backward),
         "peak_memory_MB": peak_mb,
         "memory_kind": memory_kind,
+        "aten_ops_per_day": aten_ops / ops_days,
         "solver_stats": {k: (v.item() if hasattr(v, "item") else v) for k, v in stats.items()
                          if k != "iterations_hist" and not (hasattr(v, "numel") and v.numel() != 1)}
                         | ({"iterations_hist": stats["iterations_hist"]} if "iterations_hist" in stats else {}),
@@ -277,8 +307,8 @@ def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
         f"{rounds_text}after {WARMUP_STEPS} warm-up steps. Paper: Song et al. (2024) Table A2, Tesla V100.",
         "",
         "| Model | Numerical scheme | Time step | Memory usage per batch (MB) | Computational time per batch (s) "
-        "| forward (s) | backward (s) | Paper memory (MB) | Paper time (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| forward (s) | backward (s) | aten ops per simulated day | Paper memory (MB) | Paper time (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         paper = published.get(row["model"], {}) if row["gradient"] != "autograd" or row["model"] != "dhbv_adj" else {}
@@ -286,12 +316,19 @@ def _markdown(rows: list[dict], config: dict, ratio: float | None) -> str:
         pt = paper.get("time_per_batch_s")
         lines.append(
             f"| {row['label']} | {row['scheme_text']} | {row['time_step']} | {row['peak_memory_MB']:.0f} "
-            f"| {row['step_s']:.3f} | {row['forward_s']:.3f} | {row['backward_s']:.3f} "
+            f"| {row['step_s']:.3f} | {row['forward_s']:.3f} | {row['backward_s']:.3f} | {row['aten_ops_per_day']:.0f} "
             f"| {'' if pm is None or pm != pm else f'{pm:.0f}'} | {'' if pt is None or pt != pt else f'{pt:g}'} |"
         )
-    lines += ["", f"Memory: {rows[0]['memory_kind'] if rows else ''}."]
+    lines += ["", f"Memory: {rows[0]['memory_kind'] if rows else ''}. aten ops per simulated day: torch profiler "
+              f"events of one training step over the first min(T, {OPS_DAYS}) days (forward and backward, nested operations "
+              "included) divided by its days."]
     if ratio is not None:
         lines += ["", f"Adjoint / sequential step time: **{ratio:.2f}** (paper: 19.5 s / 1.8 s = 10.8)."]
+    by_model = {row["model"]: row for row in rows if row["gradient"] != "autograd" or row["model"] != "dhbv_adj"}
+    for implicit, sequential in PAIRS:
+        if implicit in by_model and sequential in by_model:
+            a, b = by_model[implicit], by_model[sequential]
+            lines += ["", f"{a['label']} / {b['label']} step time: {a['step_s'] / b['step_s']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -338,8 +375,9 @@ def measure_variants(config: dict[str, Any], keys: list[str] | tuple[str, ...]) 
             job = {**config, "key": variant.key, "model": variant.model, "gradient": variant.gradient}
             label = f" round {round_ + 1}/{rounds}" if rounds > 1 else ""
             print(f"perf: {variant.key} ({variant.model}, {variant.gradient}){label} ...", flush=True)
-            with ctx.Pool(1) as pool:
-                result = pool.apply(_measure, (job,))
+            # a worker that dies (e.g. killed for memory) raises BrokenProcessPool instead of hanging
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                result = pool.submit(_measure, job).result()
             measured[variant.key].append(result)
             print(f"perf: {variant.key}: {result['step_s']:.3f} s/step (forward {result['forward_s']:.3f}, "
                   f"backward {result['backward_s']:.3f}), {result['peak_memory_MB']:.0f} MB", flush=True)

@@ -312,6 +312,18 @@ def test_eliminated_day_solve_gives_the_full_newton_solution():
     assert float((fast - full).abs().max()) <= 1e-8
 
 
+def test_blocks_of_days_checked_once_give_the_per_iteration_solution():
+    """The eliminated solve with one host synchronisation per block of days (fixed masked
+    updates, a day above tolerance solved again) equals the loop that checks every iteration."""
+    x, p, S0 = _problem(n_days=120, n_basins=4, seed=2)
+    reference, stats_ref = backward_euler(GR4J(), x, p, S0, options=NewtonOptions(sync_days=0))
+    assert stats_ref["max_iterations"] >= 2
+    for sync_days in (5, 16):
+        blocked, stats = backward_euler(GR4J(), x, p, S0, options=NewtonOptions(sync_days=sync_days))
+        assert torch.equal(blocked, reference)
+        assert torch.equal(stats["iterations"], stats_ref["iterations"])
+
+
 def _loss(states: torch.Tensor, x: Forcing, p: dict, weights: torch.Tensor) -> torch.Tensor:
     f = GR4J().fluxes(states, x, p)
     return (weights * states).sum() + (f["Qr"] + f["Qd"]).square().sum() + (f["ET"] * f["Qr"]).sum()

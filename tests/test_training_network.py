@@ -53,3 +53,31 @@ def test_dropconnect_is_seeded_in_training_and_off_in_evaluation():
     net.eval()
     assert torch.equal(net(x), net(x))
     assert not torch.equal(net(x), first)
+
+
+def test_the_improved_adjoint_trains_through_the_eliminated_solve(monkeypatch):
+    """δHBV.adj improved (capillary rise) built as training builds it runs the eliminated day solve
+    (Newton on SM alone), not the five-storage Newton, and its gradients reach the network."""
+    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.models.hbv.implicit import HBVImplicitSystem
+    from benchmark.models.registry import get_model_spec
+    from benchmark.training.trainer import build_model
+
+    calls = []
+    eliminated = HBVImplicitSystem.eliminated
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.capillary_rise)
+        return eliminated(self, *args, **kwargs)
+
+    monkeypatch.setattr(HBVImplicitSystem, "eliminated", counting)
+    torch.manual_seed(0)
+    model = build_model(get_model_spec("dhbv_adj_cr"), load_params(DEFAULT_PARAMS), n_inputs=4)
+    days, basins = 30, 2
+    forcing = torch.stack((10.0 * torch.rand(days, basins), 5.0 + torch.randn(days, basins),
+                           torch.full((days, basins), 2.0)), dim=-1)
+    out = model(torch.randn(days, basins, 4), forcing)
+    out["Q"].square().mean().backward()
+    assert calls == [True]
+    grads = [p.grad for p in model.network.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)

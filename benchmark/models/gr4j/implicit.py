@@ -29,7 +29,7 @@ from benchmark.models.gr4j.parameters import (
 )
 from benchmark.models.snow import backward_euler_snow, snow_forcing
 from benchmark.solvers.dense import DenseSystem
-from benchmark.solvers.newton import NewtonOptions, scalar_newton
+from benchmark.solvers.newton import NewtonOptions, march_days, scalar_newton
 
 
 def cascade_matrix(k: torch.Tensor, n: int) -> torch.Tensor:
@@ -77,29 +77,29 @@ class GR4JImplicitSystem(DenseSystem):
         zero_iters = torch.zeros(batch, dtype=torch.int32, device=device)
         all_active = torch.ones(batch, dtype=torch.bool, device=device)
         no_residual = torch.full(batch, torch.inf, dtype=S0.dtype, device=device)
-        prev = S0.clamp_min(0.0)
-        for t in range(n_days):
+
+        def day_step(t: int, prev: torch.Tensor, updates: int | None):
             sf = type(snow)(*(day(v, t) for v in snow))
             X1, X2, X3, cwh = (day(p[name], t) for name in ("X1", "X2", "X3", "CWH"))
             snow_t, melt_t = backward_euler_snow(prev[..., I_SNOW], prev[..., I_MELT], sf, cwh, any_refreeze[t])
             pn, en, _ = interception(sf.rain + (melt_t - cwh * snow_t).clamp_min(0.0), day(x.PET, t))
             prod, (_, ps, _, perc), it_prod, active_prod = _production_newton(
-                prev[..., I_PROD], pn, en, X1, options, zero_iters, all_active, no_residual)
+                prev[..., I_PROD], pn, en, X1, options, zero_iters, all_active, no_residual, updates)
             pr = pn - ps + perc
             uh1 = cascade_day(prev[..., UH1], UH1_SHARE * pr, day(m1, t))
             uh2 = cascade_day(prev[..., UH2], (1.0 - UH1_SHARE) * pr, day(m2, t))
             q9 = day(k1, t) * uh1[..., -1]
             rout, _, it_rout, active_rout = _routing_newton(prev[..., I_ROUT], q9, X2, X3, options, zero_iters,
-                                                            all_active, no_residual)
+                                                            all_active, no_residual, updates)
             new = torch.cat((torch.stack((snow_t, melt_t, prod), dim=-1), uh1, uh2, rout.unsqueeze(-1)), dim=-1)
             states[t] = new.movedim(-1, 0)
-            iterations[t] = torch.maximum(it_prod, it_rout)
-            not_conv[t] = active_prod | active_rout
-            prev = new
+            return new, torch.maximum(it_prod, it_rout), active_prod | active_rout
+
+        march_days(day_step, S0.clamp_min(0.0), n_days, options, iterations, not_conv)
         return states, iterations, not_conv
 
 
-def _production_newton(prev, pn, en, X1, options, zero_iters, all_active, no_residual):
+def _production_newton(prev, pn, en, X1, options, zero_iters, all_active, no_residual, updates=None):
     """S from S - S_prev - (Ps(S) - Es(S) - Perc(S)) = 0 (dt = 1 day), increasing in S."""
     def residual(prod: torch.Tensor):
         rates = production_rates(prod, pn, en, X1)
@@ -111,10 +111,10 @@ def _production_newton(prev, pn, en, X1, options, zero_iters, all_active, no_res
         ds = 2.0 * pn * s + en * (2.0 - 2.0 * s) + 5.0 * PERC_COEF * X1 * s.pow(4)
         return 1.0 + torch.where(inside, ds / X1, 0.0)
 
-    return scalar_newton(residual, slope, prev, options, zero_iters, all_active, no_residual)
+    return scalar_newton(residual, slope, prev, options, zero_iters, all_active, no_residual, updates)
 
 
-def _routing_newton(prev, q9, X2, X3, options, zero_iters, all_active, no_residual):
+def _routing_newton(prev, q9, X2, X3, options, zero_iters, all_active, no_residual, updates=None):
     """R from R - R_prev - (Q9 + F(R) - Qr(R)) = 0 (dt = 1 day); increasing in R over GR4J's ranges."""
     def residual(rout: torch.Tensor):
         rates = routing_rates(rout, X2, X3)
@@ -126,4 +126,4 @@ def _routing_newton(prev, q9, X2, X3, options, zero_iters, all_active, no_residu
              - EXCHANGE_EXPONENT * X2 * r.pow(EXCHANGE_EXPONENT - 1.0) / X3)
         return 1.0 + torch.where(rout > 0.0, d, 0.0)
 
-    return scalar_newton(residual, slope, prev, options, zero_iters, all_active, no_residual)
+    return scalar_newton(residual, slope, prev, options, zero_iters, all_active, no_residual, updates)

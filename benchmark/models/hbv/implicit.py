@@ -2,24 +2,24 @@
 
 The scheme's generic Newton loop and adjoint recursion call the methods of
 :class:`HBVImplicitSystem`, which use HBV's closed-form Jacobian and its block-triangular
-structure (:mod:`benchmark.models.hbv.jacobian`) instead of dense solves, and, without
-capillary rise, an *eliminated* day solve (see :meth:`HBVImplicitSystem.eliminated`). The
+structure (:mod:`benchmark.models.hbv.jacobian`) instead of dense solves, and an *eliminated*
+day solve (see :meth:`HBVImplicitSystem.eliminated`), with or without capillary rise. The
 tests check every piece against the generic dense path (torch.func Jacobian, LU solves).
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from benchmark.models.base import Forcing, Params
 from benchmark.models.hbv.fluxes import (
-    SM_FLOOR, DayConstants, Inner, day_constants, flux_terms, soil_terms, storage_tendency,
+    SM_FLOOR, DayConstants, Inner, SoilTerms, day_constants, flux_terms, ndc_fc, soil_terms, storage_tendency,
 )
 from benchmark.models.hbv.jacobian import jacobian_entries, solve_newton_system
 from benchmark.models.snow import SnowForcing, backward_euler_snow
-from benchmark.solvers.newton import DT, NewtonOptions, scalar_newton
+from benchmark.solvers.newton import DT, NewtonOptions, NewtonStart, march_days, newton_start, scalar_newton
 
 
 def per_day(consts: NamedTuple) -> Callable[[int], NamedTuple]:
@@ -61,10 +61,8 @@ class HBVImplicitSystem:
         self.consts = time_constants(x, p, capillary_rise, n_batch_dims)
         self.day = per_day(self.consts)
 
-    @property
-    def can_eliminate(self) -> bool:
-        """Whether :meth:`eliminated` applies (no capillary rise)."""
-        return not self.capillary_rise
+    can_eliminate = True
+    """:meth:`eliminated` applies to every configuration (with or without capillary rise)."""
 
     def residual_terms(self, S: torch.Tensor, c: DayConstants) -> tuple[torch.Tensor, Inner]:
         """f(S) (mm/day) storage-first like ``S`` ``[5, *batch]``, and the intermediates of the Jacobian."""
@@ -130,11 +128,12 @@ class HBVImplicitSystem:
 
     # ------------------------------------------------------------------ the eliminated solve
     #
-    # Without capillary rise, G = 0 is block lower triangular and only the soil-moisture equation
-    # is nonlinear in a smooth way; the snow block (SNOW, MELT) and the response storages (SUZ,
-    # SLZ) are piecewise linear. Per day and system:
+    # G = 0 is block lower triangular: the snow block (SNOW, MELT) does not see the soil, and the
+    # response storages (SUZ, SLZ) are piecewise linear given the soil's outflow. Per day and system:
     #   1. SNOW, MELT: the 2x2 piecewise-linear system solved exactly (benchmark.models.snow);
     #   2. SM: scalar Newton on G_SM(SM) = 0, a monotone function, with the snow outflow known;
+    #      SUZ and SLZ enter it as exact functions of SM (capillary rise only: Cr = C SLZ (1 - ...)
+    #      is linear in SLZ, so SLZ(SM) is one division);
     #   3. SUZ: the monotone piecewise-linear equation with breakpoints PERC and UZL, exactly;
     #   4. SLZ: linear.
     # This is Newton's method on the reduced (Schur-complement) system, with the same solution
@@ -143,56 +142,120 @@ class HBVImplicitSystem:
     def eliminated(self, S0: torch.Tensor, n_days: int, options: NewtonOptions
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """States ``[T, 5, *batch]``, SM Newton updates and still-active masks ``[T, *batch]``."""
-        consts = self.consts
         batch = S0.shape[:-1]
         device = S0.device
-        day = self.day
-        rday = per_day(_response_constants(consts))  # type: ignore[arg-type]
-        any_refreeze = (consts.refreeze_pot > 0.0).flatten(1).any(1).expand(n_days).tolist()
+        any_refreeze = (self.consts.refreeze_pot > 0.0).flatten(1).any(1).expand(n_days).tolist()
+        rday = per_day(_response_constants(self.consts))  # type: ignore[arg-type]
         states = torch.empty((n_days, 5, *batch), dtype=S0.dtype, device=device)
         iterations = torch.empty((n_days, *batch), dtype=torch.int32, device=device)
         not_conv = torch.empty((n_days, *batch), dtype=torch.bool, device=device)
-        zero_iters = torch.zeros(batch, dtype=torch.int32, device=device)
-        all_active = torch.ones(batch, dtype=torch.bool, device=device)
-        no_residual = torch.full(batch, torch.inf, dtype=S0.dtype, device=device)
-        prev = S0.movedim(-1, 0).clamp_min(0.0).unbind(0)
-        for t in range(n_days):
-            c, r = day(t), rday(t)
-            snow, melt = backward_euler_snow(prev[0], prev[1], SnowForcing(*c[:4]), c.CWH, any_refreeze[t])
-            inflow = c.rain + (melt - c.CWH * snow).clamp_min(0.0)
-            sm, to_suz, iters, active = _sm_newton(prev[2], inflow, c, options, zero_iters, all_active, no_residual)
-            suz, slz = _response(prev[3], prev[4], to_suz, c, r)
+        start = newton_start(batch, S0.dtype, device)
+
+        def day_step(t: int, prev: Sequence[torch.Tensor], updates: int | None):
+            new, iters, active = eliminated_day(prev, self.day(t), rday(t), self.capillary_rise, options, start,
+                                                any_refreeze[t], updates)
             out = states[t]
-            torch.stack((snow, melt, sm, suz, slz), out=out)
-            iterations[t] = iters
-            not_conv[t] = active
-            prev = out.unbind(0)
+            torch.stack(new, out=out)
+            return out.unbind(0), iters, active
+
+        march_days(day_step, S0.movedim(-1, 0).clamp_min(0.0).unbind(0), n_days, options, iterations, not_conv)
         return states, iterations, not_conv
 
 
-def _sm_newton(prev_sm: torch.Tensor, inflow: torch.Tensor, c: DayConstants, options: NewtonOptions,
-               zero_iters: torch.Tensor, all_active: torch.Tensor, no_residual: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SM from x - SM_prev - (inflow - inflow w(x) - excess(x) - ET(x)) = 0 (dt = 1 day).
+def eliminated_day(prev: Sequence[torch.Tensor], c: DayConstants, r: "_Response", capillary_rise: bool,
+                   options: NewtonOptions, start: NewtonStart, any_refreeze: bool = True,
+                   updates: int | None = None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """One backward-Euler day of HBV solved by elimination (see :meth:`HBVImplicitSystem.eliminated`).
 
-    Returns SM, recharge + excess at SM (mm/day), Newton updates per system, still-active mask.
+    Parameters
+    ----------
+    prev
+        The previous day's storages (SNOW, MELT, SM, SUZ, SLZ; mm, non-negative).
+    c, r
+        The day's constants and the constants of the exact SUZ solve.
+    capillary_rise
+        Whether the capillary-rise flux is on.
+    options, start
+        Resolved Newton options and the batch-shaped starting values of the SM Newton.
+    any_refreeze
+        False when no system has a refreezing potential on this day (skips that branch of the
+        snow solve; True is always correct).
+    updates
+        Newton updates of the SM solve (see :func:`~benchmark.solvers.newton.scalar_newton`).
+
+    Returns
+    -------
+    storages, iterations, active
+        The day's storages, SM Newton updates per system and the systems above tolerance.
     """
-    def residual(x: torch.Tensor):
+    snow, melt = backward_euler_snow(prev[0], prev[1], SnowForcing(*c[:4]), c.CWH, any_refreeze)
+    inflow = c.rain + (melt - c.CWH * snow).clamp_min(0.0)
+    sm, (suz, slz), iters, active = _sm_newton(prev[2], prev[3], prev[4], inflow, c, r, capillary_rise, options,
+                                               start, updates)
+    return (snow, melt, sm, suz, slz), iters, active
+
+
+def _sm_newton(prev_sm: torch.Tensor, prev_suz: torch.Tensor, prev_slz: torch.Tensor, inflow: torch.Tensor,
+               c: DayConstants, r: "_Response", capillary_rise: bool, options: NewtonOptions, start: NewtonStart,
+               updates: int | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """SM from G_SM(x) = x - SM_prev - (inflow - recharge(x) - excess(x) - ET(x) + Cr(x)) = 0 (dt = 1 day).
+
+    Without capillary rise the response storages do not feed back, and SUZ, SLZ are solved once
+    from the converged SM. With it, Cr = C SLZ (1 - min(SM / (NDC FC), 1)) depends on SLZ, which
+    is linear in itself given SM: SLZ(SM) = (SLZ_prev + min(SUZ(SM), PERC)) / (1 + K2 + C (1 - ...)),
+    with SUZ(SM) the exact piecewise-linear SUZ solve. Newton's slope is the total derivative
+    dG_SM/dSM through SUZ and SLZ; G_SM stays increasing (Cr falls with SM faster than the
+    percolation it feeds can raise it).
+
+    Returns SM, (SUZ, SLZ) (mm), Newton updates per system and still-active mask.
+    """
+    def soil(x: torch.Tensor):
         sm_c = x.clamp_min(SM_FLOOR)
-        soil = soil_terms(sm_c, c)
-        recharge = inflow * soil.w
-        return x - prev_sm - (inflow - recharge - soil.excess - soil.ET), (sm_c, soil, recharge)
+        terms = soil_terms(sm_c, c)
+        return sm_c, terms, inflow * terms.w
 
-    def slope(x: torch.Tensor, terms) -> torch.Tensor:
-        sm_c, soil, _ = terms
-        dw = torch.where(soil.w_raw < 1.0, c.BETA * soil.w / sm_c, 0.0)
-        det_pot = torch.where(soil.e_raw < 1.0, c.BETAET * soil.et_pot / sm_c, 0.0)
-        det = torch.where(sm_c < soil.et_pot, 1.0, det_pot)
-        return torch.where(x < SM_FLOOR, 1.0, 1.0 + inflow * dw + (soil.excess_arg > 0.0) + det)
+    def residual_plain(x: torch.Tensor):
+        sm_c, terms, recharge = soil(x)
+        return x - prev_sm - (inflow - recharge - terms.excess - terms.ET), (sm_c, terms)
 
-    sm, (_, soil, recharge), iters, active = scalar_newton(residual, slope, prev_sm, options, zero_iters,
-                                                           all_active, no_residual)
-    return sm, recharge + soil.excess, iters, active
+    def residual_capillary(x: torch.Tensor):
+        sm_c, terms, recharge = soil(x)
+        suz, den = _upper_zone(prev_suz, recharge + terms.excess, c, r)
+        ratio = sm_c / ndc_fc(c)
+        frac = 1.0 - ratio.clamp_max(1.0)
+        one_k2_cr = 1.0 + c.K2 + c.C * frac
+        slz = (prev_slz + torch.minimum(suz, c.PERC)) / one_k2_cr
+        capillary = c.C * slz * frac
+        h = x - prev_sm - (inflow - recharge - terms.excess - terms.ET + capillary)
+        return h, (sm_c, terms, suz, den, ratio, frac, one_k2_cr, slz)
+
+    def slope_of_soil(sm_c: torch.Tensor, terms: SoilTerms) -> tuple[torch.Tensor, torch.Tensor]:
+        """inflow dw/dSM (dw: the derivative of the recharge share) and dET/dSM."""
+        dw = torch.where(terms.w_raw < 1.0, c.BETA * terms.w / sm_c, 0.0)
+        det_pot = torch.where(terms.e_raw < 1.0, c.BETAET * terms.et_pot / sm_c, 0.0)
+        return inflow * dw, torch.where(sm_c < terms.et_pot, 1.0, det_pot)
+
+    def slope_plain(x: torch.Tensor, t) -> torch.Tensor:
+        sm_c, terms = t
+        d_recharge, det = slope_of_soil(sm_c, terms)
+        return torch.where(x < SM_FLOOR, 1.0, 1.0 + d_recharge + (terms.excess_arg > 0.0) + det)
+
+    def slope_capillary(x: torch.Tensor, t) -> torch.Tensor:
+        sm_c, terms, suz, den, ratio, frac, one_k2_cr, slz = t
+        d_recharge, det = slope_of_soil(sm_c, terms)
+        d_to_suz = d_recharge + (terms.excess_arg > 0.0)
+        d_perc = torch.where(suz < c.PERC, d_to_suz / den, 0.0)
+        d_frac = torch.where(ratio < 1.0, -1.0 / ndc_fc(c), 0.0)
+        d_slz = (d_perc - slz * c.C * d_frac) / one_k2_cr
+        d_cap = c.C * (d_frac * slz + frac * d_slz)
+        return torch.where(x < SM_FLOOR, 1.0, 1.0 + d_to_suz + det - d_cap)
+
+    if capillary_rise:
+        sm, t, iters, active = scalar_newton(residual_capillary, slope_capillary, prev_sm, options, *start, updates)
+        return sm, (t[2], t[7]), iters, active
+    sm, (_, terms), iters, active = scalar_newton(residual_plain, slope_plain, prev_sm, options, *start, updates)
+    suz, _ = _upper_zone(prev_suz, inflow * terms.w + terms.excess, c, r)
+    return sm, (suz, (prev_slz + torch.minimum(suz, c.PERC)) * r.inv_one_k2), iters, active
 
 
 class _Response(NamedTuple):
@@ -212,9 +275,9 @@ def _response_constants(c: DayConstants) -> _Response:
     return _Response(phi_perc, phi_uzl, c.K0 * c.UZL, one_k1, 1.0 / (1.0 + c.K2))
 
 
-def _response(prev_suz: torch.Tensor, prev_slz: torch.Tensor, inflow: torch.Tensor, c: DayConstants,
-              r: _Response) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact SUZ and SLZ (mm) given the inflow recharge + excess (mm/day)."""
+def _upper_zone(prev_suz: torch.Tensor, inflow: torch.Tensor, c: DayConstants, r: _Response
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact SUZ (mm) given its inflow recharge + excess (mm/day), and dSUZ/d(inflow) as 1 / ``den``."""
     y = prev_suz + inflow
     above_perc = y >= r.phi_perc
     above_uzl = y > r.phi_uzl
@@ -222,6 +285,4 @@ def _response(prev_suz: torch.Tensor, prev_slz: torch.Tensor, inflow: torch.Tens
     num = torch.where(above_uzl, num + r.k0_uzl, num)
     den = torch.where(above_perc, r.one_k1, r.one_k1 + 1.0)
     den = torch.where(above_uzl, den + c.K0, den)
-    suz = num / den
-    slz = (prev_slz + torch.minimum(suz, c.PERC)) * r.inv_one_k2
-    return suz, slz
+    return num / den, den
