@@ -61,7 +61,7 @@ def test_the_improved_adjoint_trains_through_the_eliminated_solve(monkeypatch):
     from benchmark.config import DEFAULT_PARAMS, load_params
     from benchmark.models.hbv.implicit import HBVImplicitSystem
     from benchmark.models.registry import get_model_spec
-    from benchmark.training.trainer import build_model
+    from benchmark.training.network import build_model
 
     calls = []
     eliminated = HBVImplicitSystem.eliminated
