@@ -73,7 +73,9 @@ import pandas as pd
 import xarray as xr
 
 from benchmark import atomic
+from benchmark.artifacts import seed_folder_name
 from benchmark.config import LstmBaselineConfig, Params, Period, resolve_path
+from benchmark.data.dataset import profile_basins
 from benchmark.errors import ConfigError, DataError, TrainingError
 
 MODEL_NAME = "lstm_nh"
@@ -572,30 +574,8 @@ class LstmBaselineResult:
     wall_seconds: float
 
 
-def select_basins(params: Params, available: Sequence[str]) -> list[str]:
-    """The active profile's basins (``all`` = every basin of the prepared dataset).
-
-    Raises
-    ------
-    DataError
-        A profile basin is not in the prepared dataset.
-    """
-    chosen = params.active.basins
-    if chosen == "all":
-        return sorted(map(str, available))
-    missing = [b for b in chosen if b not in set(map(str, available))]
-    if missing:
-        raise DataError(
-            f"profile {params.profile!r} basin {missing[0]} is not in the prepared dataset; "
-            f"run `hbvbench prepare` with that basin in {params.data.raw_dir}"
-        )
-    return sorted(chosen)
-
-
 def lstm_out_dir(params: Params, seed: int | None = None) -> Path:
     """``<baselines.out_dir>/lstm`` for the profile's first seed, ``lstm/seed_<S>`` for another (absolute)."""
-    from benchmark.training.trainer import seed_folder_name
-
     folder = resolve_path(params.baselines.out_dir) / "lstm"
     return folder if seed is None or seed == params.active.seeds[0] else folder / seed_folder_name(seed)
 
@@ -692,7 +672,7 @@ def run_lstm_baseline(
 
         dataset = load_dataset(params=params)
     available = dataset["basin"].values
-    train_basins = select_basins(params, available) if basins is None else _known_basins(basins, available)
+    train_basins = profile_basins(params, available) if basins is None else _known_basins(basins, available)
     tested = train_basins if test_basins is None else _known_basins(test_basins, available)
     config, run_folder, dropped = prepare_run_folder(params, train_basins, out_dir, seed=seed,
                                                      test_basins=None if test_basins is None else tested)

@@ -28,6 +28,7 @@ import xarray as xr
 
 from benchmark import atomic
 from benchmark.config import Params, Period, resolve_path
+from benchmark.data.dataset import profile_basins
 from benchmark.errors import DataError
 
 MODEL_NAME = "sacsma"
@@ -183,7 +184,6 @@ def run_sacsma_baseline(
         Missing data or no basin with SAC-SMA output.
     """
     from benchmark.evaluation import score_predictions, write_metrics
-    from baselines.nh_lstm import select_basins
 
     start = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else resolve_path(params.baselines.out_dir) / MODEL_NAME
@@ -191,7 +191,7 @@ def run_sacsma_baseline(
         from benchmark.data.dataset import load_dataset
 
         dataset = load_dataset(params=params)
-    basins = select_basins(params, dataset["basin"].values)
+    basins = profile_basins(params, dataset["basin"].values)
     output = load_sacsma(resolve_path(params.data.raw_dir), basins, params.active.test,
                          params.data.forcing_product, qobs=dataset["qobs"])
     per_basin, summary = score_predictions(output.predictions, dataset)

@@ -45,6 +45,7 @@ import pandas as pd
 import xarray as xr
 
 from benchmark import atomic, metrics
+from benchmark.artifacts import METRICS_JSON, PER_BASIN_CSV  # noqa: F401 - the names writers and readers of scores use
 from benchmark.errors import DataError
 
 MODIS_COMPOSITE_DAYS = 8
@@ -58,8 +59,6 @@ NOT_AGGREGATED: tuple[str, ...] = ("n_obs", "BFI_camels", "ET_windows", "status"
 
 STATUS_OK = "ok"
 
-METRICS_JSON = "metrics.json"
-PER_BASIN_CSV = "per_basin_metrics.csv"
 
 
 # ---------------------------------------------------------------------------------------

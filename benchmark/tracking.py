@@ -924,18 +924,36 @@ def log_prepared_data(data_dir: Path | str, profile: str, *, context: str = "tra
     return tags
 
 
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MB, from ``getrusage``)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024.0 if sys.platform != "darwin" else rss / 2**20  # Linux reports KiB, macOS bytes
+
+
+def peak_memory_mb(device: Any = None) -> float:
+    """The peak memory of a job (MB), the one measure training, evaluation and the baselines report.
+
+    On a CUDA ``device`` (a ``torch.device`` or its name) the peak CUDA memory torch allocated
+    there (``torch.cuda.max_memory_allocated``), else the process's peak resident set size
+    (:func:`peak_rss_mb`).
+    """
+    if getattr(device, "type", device) == "cuda":
+        import torch  # a CUDA device means the caller already loaded torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
 def measure_peak_memory() -> dict[str, float]:
     """Peak memory of this process so far.
 
     Returns
     -------
     dict
-        ``peak_rss_mb`` (resident set size, from ``getrusage``) and, when torch has
-        used a CUDA device, ``peak_gpu_memory_mb`` (``torch.cuda.max_memory_allocated``).
+        ``peak_rss_mb`` (:func:`peak_rss_mb`) and, when torch has used a CUDA device,
+        ``peak_gpu_memory_mb`` (``torch.cuda.max_memory_allocated``).
     """
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    peak = {"peak_rss_mb": rss / 1024.0 if sys.platform != "darwin" else rss / 2**20}
+    peak = {"peak_rss_mb": peak_rss_mb()}
     torch = sys.modules.get("torch")  # only if the caller already uses torch
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         peak["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20

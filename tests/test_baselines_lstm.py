@@ -16,6 +16,7 @@ import yaml
 
 from baselines import nh_lstm
 from benchmark.config import Period
+from benchmark.data.dataset import profile_basins
 from benchmark.errors import ConfigError, DataError
 from tests.baselines_fixtures import TINY_BASINS, tiny_data_dir, tiny_dataset, tiny_params  # noqa: F401 - fixtures
 
@@ -111,8 +112,8 @@ def test_held_out_test_basins_get_their_own_list_and_attributes_come_from_the_tr
 
 def test_profile_basin_missing_from_the_prepared_dataset_is_a_data_error(tmp_path: Path, tiny_data_dir: Path) -> None:
     params = tiny_params(tmp_path, tiny_data_dir)
-    with pytest.raises(DataError, match="01022500 is not in the prepared dataset"):
-        nh_lstm.select_basins(params, ["01031500"])
+    with pytest.raises(DataError, match=r"basins \['01022500', .* of profile 'tiny' are not in the processed dataset"):
+        profile_basins(params, ["01031500"])
 
 
 # ----------------------------------------------------------------------------- epoch log hook

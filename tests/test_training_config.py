@@ -8,7 +8,8 @@ import yaml
 from benchmark.config import load_params
 from tests.paths import DEFAULT_PARAMS, REPO_ROOT
 from benchmark.errors import ConfigError
-from benchmark.training.trainer import _resolve_seed_epochs, merge_solver_stats, public_stats
+from benchmark.training.solver_stats import merge_solver_stats, public_stats
+from benchmark.training.trainer import _resolve_seed_epochs
 
 
 def test_repository_params_train_the_four_dhbv_variants_and_the_two_gr4j_models():
@@ -61,7 +62,7 @@ def test_dvc_train_and_evaluate_stages_run_every_seed_of_every_model_in_train_mo
 
 
 def test_other_seeds_than_the_profiles_first_get_their_own_folders():
-    from benchmark.training.trainer import eval_dir, model_dir
+    from benchmark.artifacts import eval_dir, model_dir
 
     params = load_params(overrides={"profile": "ci"})
     first = params.active.seeds[0]

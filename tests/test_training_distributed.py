@@ -21,7 +21,9 @@ from mlflow.tracking import MlflowClient
 from benchmark.errors import ConfigError
 from benchmark.training.distributed import Ranks, shard
 from benchmark.training.sampler import Batch
-from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+from benchmark.artifacts import CHECKPOINT_NAME
+from benchmark.training.checkpoint import load_checkpoint
+from benchmark.training.trainer import train_model
 from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params, write_params  # noqa: F401 - fixtures
 

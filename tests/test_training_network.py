@@ -58,10 +58,11 @@ def test_dropconnect_is_seeded_in_training_and_off_in_evaluation():
 def test_the_improved_adjoint_trains_through_the_eliminated_solve(monkeypatch):
     """δHBV.adj improved (capillary rise) built as training builds it runs the eliminated day solve
     (Newton on SM alone), not the five-storage Newton, and its gradients reach the network."""
-    from benchmark.config import DEFAULT_PARAMS, load_params
+    from benchmark.config import load_params
+    from tests.paths import DEFAULT_PARAMS
     from benchmark.models.hbv.implicit import HBVImplicitSystem
     from benchmark.models.registry import get_model_spec
-    from benchmark.training.trainer import build_model
+    from benchmark.training.network import build_model
 
     calls = []
     eliminated = HBVImplicitSystem.eliminated

@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+from benchmark.artifacts import CHECKPOINT_NAME
+from benchmark.training.checkpoint import load_checkpoint
+from benchmark.training.trainer import train_model
 from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import (  # noqa: F401 - fixtures
     KILL_MID_EPOCH_2,

@@ -26,7 +26,9 @@ from mlflow.tracking import MlflowClient
 from benchmark.cli import main as cli_main
 from benchmark.errors import TrainingError
 from benchmark.training.evaluate import evaluate_model
-from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+from benchmark.artifacts import CHECKPOINT_NAME
+from benchmark.training.checkpoint import load_checkpoint
+from benchmark.training.trainer import train_model
 from tests.limits import HANG_GUARD_S
 from tests.training_fixtures import (  # noqa: F401 - fixtures
     KILL_MID_EPOCH_2,
@@ -100,13 +102,15 @@ def test_validation_loss_is_the_training_loss_over_the_held_out_period(uninterru
     from benchmark.training.evaluate import predict
     from benchmark.training.loss import rmse_combined_loss
     from benchmark.training.normalization import NormalizationStats
-    from benchmark.training.trainer import build_model, day_index, select_basins, series_tensors
+    from benchmark.training.network import build_model
+    from benchmark.data.dataset import select_profile_basins
+    from benchmark.training.series import day_index, series_tensors
 
     folder, params, result, _, _ = uninterrupted
     period = params.active.validation
     assert period is not None and period.start > params.active.test.end
     stats = NormalizationStats.load(result.model_dir / "normalization.json")
-    data = series_tensors(select_basins(ci_dataset, params.active), stats, torch.device("cpu"), torch.float32)
+    data = series_tensors(select_profile_basins(ci_dataset, params), stats, torch.device("cpu"), torch.float32)
     model = build_model(get_model_spec(MODEL), params, stats.n_inputs)
     model.network.load_state_dict(load_checkpoint(result.model_dir / CHECKPOINT_NAME)["model_state"])
     start, end = day_index(data.dates, period.start, "v"), day_index(data.dates, period.end, "v")

@@ -193,3 +193,15 @@ def test_a_study_is_not_continued_with_another_model_or_metric(tmp_path, params)
         open_study(params, "dhbv_adj", "pinned", storage, "KGE")
     with pytest.raises(ConfigError, match="created to maximize, but RMSE needs minimize"):
         open_study(params, "dhbv", "pinned", storage, "RMSE")
+
+
+def test_init_from_and_resume_exclude_each_other_before_the_source_is_looked_up(tmp_path, params, capsys):
+    from benchmark.cli import main as cli_main
+    from benchmark.tuning.init_from import train_from
+
+    with pytest.raises(ConfigError, match="--resume and --init-from exclude each other"):
+        train_from(params, "dhbv", str(tmp_path / "no-such-model"), resume=True)
+    path = write_tune_params(tmp_path, DATA_DIR, experiment="unit")
+    code = cli_main(["--params", str(path), "train", "--model", "dhbv", "--init-from", "no-such-study", "--resume"])
+    assert code == 2
+    assert "hbvbench train: error: --resume and --init-from exclude each other" in capsys.readouterr().err

@@ -134,7 +134,9 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, ci_data_dir, mlfl
 def test_explorer_study_then_adjoint_fine_tune_starts_from_the_best_network(tmp_path, ci_data_dir, mlflow_tracking_uri):
     from benchmark.config import load_params
     from benchmark.training.evaluate import evaluate_model
-    from benchmark.training.trainer import CHECKPOINT_NAME, load_checkpoint, train_model
+    from benchmark.artifacts import CHECKPOINT_NAME
+    from benchmark.training.checkpoint import load_checkpoint
+    from benchmark.tuning.init_from import train_from
     from benchmark.tuning.runner import run_tuning
 
     params_path = write_tune_params(tmp_path, ci_data_dir, experiment="tune-explorer")
@@ -148,7 +150,7 @@ def test_explorer_study_then_adjoint_fine_tune_starts_from_the_best_network(tmp_
     fine = load_params(params_path).model_copy(
         update={"train": load_params(params_path).train.model_copy(update={"learning_rate": 1e-30})}
     )
-    result = train_model(fine, "dhbv_adj", epochs=1, init_from="explorer")
+    result = train_from(fine, "dhbv_adj", "explorer", epochs=1)
 
     ckpt = load_checkpoint(result.model_dir / CHECKPOINT_NAME)
     assert set(ckpt["model_state"]) == set(best_network["state_dict"])

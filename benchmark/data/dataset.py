@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import xarray as xr
@@ -76,3 +77,32 @@ def load_manifest(path: Path | str | None = None, params: Params | None = None) 
     if not isinstance(content, dict):
         raise DataError(f"manifest {manifest} is not a JSON object; run `hbvbench prepare` again")
     return content
+
+
+def profile_basins(params: Params, available: Sequence[str]) -> list[str]:
+    """The active profile's basins among ``available`` (the prepared dataset's), sorted.
+
+    ``basins: all`` takes every available basin.
+
+    Raises
+    ------
+    DataError
+        Naming the profile's basins that are not in the prepared dataset.
+    """
+    chosen = params.active.basins
+    have = sorted(map(str, available))
+    if chosen == "all":
+        return have
+    missing = [b for b in chosen if b not in set(have)]
+    if missing:
+        raise DataError(
+            f"basins {missing} of profile {params.profile!r} are not in the processed dataset; re-run "
+            f"`hbvbench prepare` with them in {params.data.raw_dir}"
+        )
+    return sorted(chosen)
+
+
+def select_profile_basins(ds: xr.Dataset, params: Params) -> xr.Dataset:
+    """``ds`` restricted to the active profile's basins (:func:`profile_basins`); all of them for ``basins: all``."""
+    basins = profile_basins(params, ds["basin"].values)
+    return ds if params.active.basins == "all" else ds.sel(basin=basins)

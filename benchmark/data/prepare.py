@@ -68,7 +68,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def select_basins(raw_dir: Path, product: str, requested: Sequence[str] | str) -> list[str]:
+def raw_profile_basins(raw_dir: Path, product: str, requested: Sequence[str] | str) -> list[str]:
     """The profile's basins: the list given, or every basin with forcing and streamflow files.
 
     Raises
@@ -320,7 +320,7 @@ def prepare(params: Params, root: Path | None = None, *, log: TextIO | None = No
     out_dir = resolve_path(Path(cfg.processed_dir), **kwargs)
     profile = params.active
 
-    ids = select_basins(raw_dir, product, profile.basins)
+    ids = raw_profile_basins(raw_dir, product, profile.basins)
     attributes = camels.read_attributes(raw_dir)
     attribute_names = camels.TABLE_A1 if cfg.attributes == "table_a1" else tuple(cfg.attributes)
     try:  # unknown names fail before any basin is read

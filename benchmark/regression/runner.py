@@ -12,8 +12,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from baselines.commands import run_lstm
 from benchmark.config import Params, resolve_path
+from benchmark.data.dataset import load_dataset
+from benchmark.data.prepare import prepare
 from benchmark.errors import ConfigError
+from benchmark.models.registry import MODEL_NAMES
+from benchmark.perf import measure_variants, perf_config
+from benchmark.training.evaluate import evaluate_model
+from benchmark.training.trainer import train_model
 
 PROFILE = "ci"
 EXPERIMENT = "hbvbench-regress"
@@ -44,8 +51,6 @@ def regression_params(params: Params, out_dir: Path) -> Params:
 
 def check_models(models: list[str] | tuple[str, ...]) -> None:
     """ConfigError for a name that is neither a registry model nor the LSTM baseline."""
-    from benchmark.models.registry import MODEL_NAMES
-
     unknown = [m for m in models if m != LSTM and m not in MODEL_NAMES]
     if unknown:
         raise ConfigError(f"regress --models: unknown {unknown}; known: {', '.join((*MODEL_NAMES, LSTM))}")
@@ -54,12 +59,6 @@ def check_models(models: list[str] | tuple[str, ...]) -> None:
 def run_models(params: Params, models: list[str] | tuple[str, ...], *, track: bool = True,
                log: Callable[[str], None] = print) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
     """Prepare the data, then train + evaluate each model; returns summaries and wall times (s)."""
-    from baselines.commands import run_lstm
-    from benchmark.data.dataset import load_dataset
-    from benchmark.data.prepare import prepare
-    from benchmark.training.evaluate import evaluate_model
-    from benchmark.training.trainer import train_model
-
     check_models(models)
     prepare(params)
     dataset = load_dataset(params=params)
@@ -80,8 +79,6 @@ def run_models(params: Params, models: list[str] | tuple[str, ...], *, track: bo
 
 def measure_ratio(params: Params) -> tuple[float | None, dict[str, Any], list[dict[str, Any]]]:
     """The adjoint / sequential training-step time ratio on :data:`PERF_SETTING` (one run, both)."""
-    from benchmark.perf import measure_variants, perf_config
-
     config = perf_config(resolve_path(params.data.raw_dir), **PERF_SETTING)
     rows, ratio = measure_variants(config, PERF_VARIANTS)
     return ratio, config, rows

@@ -30,8 +30,8 @@ import pandas as pd
 import yaml
 
 from benchmark import repository
+from benchmark.artifacts import CHECKPOINT_NAME, SEED_FOLDER_PREFIX, seed_folder_name
 from benchmark.errors import DataError
-from benchmark.training.trainer import SEED_FOLDER_PREFIX, seed_folder_name
 
 #: Baseline folder names that are not δHBV variants (never given "dynamic parameters").
 BASELINE_NAMES: frozenset[str] = frozenset({"lstm", "lstm_nh", "sacsma"})
@@ -338,7 +338,7 @@ def read_training_setup(model_folder: Path | None) -> dict[str, Any]:
     """
     if model_folder is None:
         return {}
-    from benchmark.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from benchmark.training.checkpoint import load_checkpoint  # torch loads only when a checkpoint is read
 
     path = model_folder / CHECKPOINT_NAME
     if not path.is_file():

@@ -34,7 +34,6 @@ import torch
 
 from benchmark.errors import ConfigError, TrainingError
 
-CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2
 #: Source folders whose content decides what a training run computes (the DVC train stage's code deps).
 CODE_FOLDERS: tuple[str, ...] = ("models", "solvers", "training")

@@ -16,20 +16,23 @@ def _params(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    # The training and tuning stacks (torch, xarray, optuna) load only when the command runs.
+    from benchmark.hyperparams import apply_hyperparams, load_hyperparams_file
     from benchmark.training.trainer import train_model
+    from benchmark.tuning.init_from import train_from
 
     params = _params(args)
-    if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune` (benchmark.tuning)
-        from benchmark.tuning.space import apply_hyperparams, load_hyperparams_file
-
+    if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune`
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
     if _in_parallel(args, params, "train"):
         return 0
     for seed in _seeds(args, params):
-        result = train_model(
-            params, args.model, seed=seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
-            init_from=args.init_from, distributed_run=args.distributed,
-        )
+        options = dict(seed=seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
+                       distributed_run=args.distributed)
+        if args.init_from:  # a path, MLflow run id or Optuna study; brings its hyperparameters
+            result = train_from(params, args.model, args.init_from, **options)
+        else:
+            result = train_model(params, args.model, **options)
         if args.distributed and os.environ.get("RANK", "0") != "0":
             continue  # rank 0 reports for the job
         last = result.history[-1]["train_loss"] if result.history else float("nan")
@@ -59,9 +62,9 @@ def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from benchmark.artifacts import eval_dir
     from benchmark.errors import ConfigError
     from benchmark.training.evaluate import evaluate_model
-    from benchmark.training.trainer import eval_dir
 
     if args.from_mlflow:
         if args.all_seeds:

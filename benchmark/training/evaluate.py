@@ -38,33 +38,29 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from benchmark import atomic, locks
-from benchmark.config import Params
-from benchmark.errors import ConfigError, TrainingError
-from benchmark.training.checkpoint import check_complete, check_model, network_structure
-from benchmark.training.normalization import NormalizationStats
-from benchmark.training.trainer import (
+from benchmark import atomic, evaluation, locks, tracking
+from benchmark.artifacts import (
+    CDF_NAME,
     CHECKPOINT_NAME,
+    HYDROGRAPH_NAME,
     NORMALIZATION_NAME,
-    build_model,
-    check_forcing,
-    day_index,
+    PREDICTIONS_NAME,
     eval_dir,
-    load_checkpoint,
-    merge_solver_stats,
-    public_stats,
     model_dir,
-    peak_memory_mb,
-    resolve_device,
-    resolve_dtype,
-    select_basins,
-    series_tensors,
-    summarize_solver_stats,
 )
+from benchmark.config import Params
+from benchmark.data.dataset import load_dataset, select_profile_basins
+from benchmark.errors import ConfigError, TrainingError
+from benchmark.hyperparams import params_as_trained
+from benchmark.models.registry import get_model_spec
+from benchmark.training.checkpoint import check_complete, check_model, load_checkpoint, network_structure
+from benchmark.training.device import resolve_device, resolve_dtype
+from benchmark.training.network import build_model
+from benchmark.training.normalization import NormalizationStats
+from benchmark.training.series import check_forcing, day_index, series_tensors
+from benchmark.training.solver_stats import merge_solver_stats, public_stats, summarize_solver_stats
+from benchmark.training.tracking_glue import log_evaluation
 
-PREDICTIONS_NAME = "predictions.nc"
-HYDROGRAPH_NAME = "hydrographs.png"
-CDF_NAME = "metric_cdf.png"
 OUTPUT_SERIES = ("Q", "Q_unrouted", "Q2", "ET")
 
 
@@ -300,8 +296,6 @@ class TrainedNetwork:
 
 def model_spec(model_name: str) -> Any:
     """The registry entry of ``model_name`` (ConfigError naming it when unknown)."""
-    from benchmark.models.registry import get_model_spec
-
     try:
         return get_model_spec(model_name)
     except KeyError as exc:
@@ -333,8 +327,6 @@ def build_trained(params: Params, trained: TrainedNetwork, basins: tuple[str, ..
     configuration (profile, and ``basins`` — the basins it will run on, default those it was
     normalized on) is refused naming the difference.
     """
-    from benchmark.tuning.space import params_as_trained
-
     params = params_as_trained(params, trained.setup)  # shape/solver of a --hyperparams or --init-from run
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
     model = build_model(trained.spec, params, trained.stats.n_inputs).to(device=device, dtype=dtype)
@@ -390,8 +382,6 @@ def evaluate_model(
     """
     tic = time.perf_counter()
     if track:  # a corrupt, locked or unreachable store fails now, before any output is written
-        from benchmark import tracking
-
         tracking.check_store()
     trained = load_trained(params, model_name, seed)
     return evaluate_trained(params, trained, eval_dir(params, model_name, seed), dataset=dataset, track=track,
@@ -414,18 +404,12 @@ def evaluate_trained(
     left out of the medians. With ``track``, also logged to ``trained.mlflow_run_id``
     (re-opened; a new run when unknown).
     """
-    from benchmark import evaluation
-
     tic = started if started is not None else time.perf_counter()
     if track:
-        from benchmark import tracking
-
         tracking.check_store()
     if dataset is None:
-        from benchmark.data.dataset import load_dataset
-
         dataset = load_dataset(params=params)
-    ds = select_basins(dataset, params.active)
+    ds = select_profile_basins(dataset, params)
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
     data = series_tensors(ds, trained.stats, device, dtype)
     if trained.checkpoint is None:  # an MLflow model: its recorded setup (a checkpoint is checked on build)
@@ -451,14 +435,12 @@ def evaluate_trained(
             atomic.save_figure(out / name, fig, dpi=110)
         wall = time.perf_counter() - tic
         if track:
-            from benchmark.training.tracking_glue import log_evaluation
-
             log_evaluation(
                 params, trained.spec, trained.seed, trained.mlflow_run_id, out,
                 pred=pred, per_basin=per_basin, summary=summary, figures=figures,
                 extra_metrics={
                     "test_wall_s": wall,
-                    "test_peak_memory_mb": peak_memory_mb(device),
+                    "test_peak_memory_mb": tracking.peak_memory_mb(device),
                     **{f"test_solver_{k}": v for k, v in run.solver_stats.items()},
                 },
             )

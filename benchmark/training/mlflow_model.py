@@ -27,19 +27,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
+from benchmark import tracking
+from benchmark.artifacts import NORMALIZATION_NAME
 from benchmark.config import Params
 from benchmark.errors import ConfigError, DataError
-from benchmark.training.evaluate import TrainedNetwork, model_spec
+from benchmark.training.device import resolve_device, resolve_dtype
+from benchmark.training.evaluate import TrainedNetwork, build_trained, model_spec, predict
 from benchmark.training.normalization import NormalizationStats
+from benchmark.training.series import series_tensors
 
 LOGGED_MODEL_NAME = "model"
 """Name of the MLflow model every training logs on its run (``runs:/<run id>/model``)."""
 
 MODEL_FORMAT = 1
 WEIGHTS_FILE = "weights.pt"
-NORMALIZATION_FILE = "normalization.json"
+NORMALIZATION_FILE = NORMALIZATION_NAME
 CONFIG_FILE = "model.json"
 ARTIFACT_KEYS = {"weights": WEIGHTS_FILE, "normalization": NORMALIZATION_FILE, "config": CONFIG_FILE}
 """pyfunc artifact key -> file name (MLflow stores them under ``<model>/artifacts/``)."""
@@ -144,8 +149,6 @@ def model_uri(reference: str) -> str:
 def _newest_model_of_run(run_id: str) -> str:
     from mlflow.exceptions import MlflowException
 
-    from benchmark import tracking
-
     client = tracking.client()
     try:
         run = client.get_run(run_id)
@@ -173,8 +176,6 @@ def download(reference: str, dest: Path) -> tuple[TrainedNetwork, Params, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from benchmark import tracking
-
     tracking.configure()
     uri = model_uri(reference)
     try:
@@ -194,11 +195,6 @@ def simulate(trained: TrainedNetwork, params: Params, dataset: Any) -> Any:
     pandas.DataFrame
         Index ``date``, one column per basin.
     """
-    import pandas as pd
-
-    from benchmark.training.evaluate import build_trained, predict
-    from benchmark.training.trainer import resolve_device, resolve_dtype, series_tensors
-
     cpu = params.model_copy(update={"train": params.train.model_copy(update={"device": "cpu"})})
     model = build_trained(cpu, trained)
     data = series_tensors(dataset, trained.stats, resolve_device("cpu"), resolve_dtype(params.train.dtype))

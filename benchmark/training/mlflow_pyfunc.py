@@ -16,7 +16,11 @@ from mlflow.pyfunc import PythonModel
 
 
 class TrainedHbvModel(PythonModel):
-    """A trained δHBV variant behind MLflow's ``python_function`` interface."""
+    """A trained δHBV variant behind MLflow's ``python_function`` interface.
+
+    The package is imported when the model is loaded or used, not when MLflow runs this file
+    to find the model (logging runs it too): the file stays loadable by itself.
+    """
 
     def load_context(self, context: Any) -> None:
         from benchmark.training.mlflow_model import load_saved

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from benchmark.config import Params
 from benchmark.models.base import ParameterSpec
 from benchmark.models.parameters import HBV_PARAMETERS, ROUTING_PARAMETERS
 from benchmark.models.simulate import prepare, simulate
@@ -193,3 +194,34 @@ class DifferentiableHBV(nn.Module):
         out["params"] = params
         out["routing"] = routing
         return out
+
+
+# ----------------------------------------------------------------------------- built from the configuration
+
+
+def solver_options(params: Params) -> dict[str, Any]:
+    """Options passed to ``simulate`` for the implicit solver."""
+    options: dict[str, Any] = {"max_iter": params.train.newton_max_iter, "compile": params.train.compile}
+    if params.train.newton_tol is not None:
+        options["tol"] = params.train.newton_tol
+    return options
+
+
+def build_model(spec: Any, params: Params, n_inputs: int) -> DifferentiableHBV:
+    """The network + HBV variant sized by the active profile."""
+    profile = params.active
+    return DifferentiableHBV(
+        spec,
+        n_inputs=n_inputs,
+        hidden_size=profile.hidden_size,
+        nmul=profile.nmul,
+        dropout=params.train.dropout,
+        solver_options=solver_options(params),
+        dynamic_parameters=dynamic_parameters(params, spec),
+    )
+
+
+def dynamic_parameters(params: Params, spec: Any) -> tuple[str, ...]:
+    """``train.dynamic_parameters`` when set, else the model's own (registry)."""
+    override = getattr(params.train, "dynamic_parameters", None)
+    return tuple(spec.dynamic_parameters) if override is None else tuple(override)

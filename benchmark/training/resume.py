@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmark.artifacts import CHECKPOINT_NAME
 from benchmark.errors import ConfigError, HbvbenchError
-from benchmark.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, setup_differences
+from benchmark.training.checkpoint import load_checkpoint, setup_differences
 
 StartMode = Literal["auto", "resume", "restart"]
 

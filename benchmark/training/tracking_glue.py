@@ -13,15 +13,17 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from benchmark import tracking
+from benchmark.artifacts import METRICS_JSON, PER_BASIN_CSV, PREDICTIONS_NAME
 from benchmark.config import Params
+from benchmark.data.dataset import load_manifest
+from benchmark.errors import DataError
 
 
 def run_tags(params: Params, spec: Any, seed: int) -> dict[str, str]:
     """Standard tags (git commit, data hash, profile, scheme, gradient, structure) + model and seed,
     and ``data_warnings``: the warnings ``prepare`` recorded in ``manifest.json`` (e.g. a basin
     kept without observations under ``data.unobserved_basins: warn``), when there are any."""
-    from benchmark import tracking
-
     tags = dict(tracking.standard_tags(params.profile, spec))
     tags.update({"model": spec.name, "seed": str(seed)})
     warnings = data_warnings(params)
@@ -32,9 +34,6 @@ def run_tags(params: Params, spec: Any, seed: int) -> dict[str, str]:
 
 def data_warnings(params: Params) -> list[str]:
     """The ``warnings`` of the processed data's ``manifest.json`` ([] when it has none or is absent)."""
-    from benchmark.data.dataset import load_manifest
-    from benchmark.errors import DataError
-
     try:
         manifest = load_manifest(params=params)
     except (DataError, ValueError):
@@ -62,8 +61,6 @@ def run_params(params: Params, fingerprint: dict[str, Any], *, epochs: int) -> d
 def _run_exists(run_id: str) -> bool:
     from mlflow.exceptions import MlflowException
 
-    from benchmark import tracking
-
     try:
         tracking.client().get_run(run_id)
     except MlflowException:
@@ -78,8 +75,6 @@ def open_run(
 
     A re-opened run keeps the params it was created with (MLflow refuses changed values).
     """
-    from benchmark import tracking
-
     if run_id is not None and _run_exists(run_id):
         return tracking.run(params.train.experiment, run_name, tags=tags, run_id=run_id)
     return tracking.run(params.train.experiment, run_name, tags=tags, params=params_to_log)
@@ -101,17 +96,15 @@ def log_evaluation(
     """Log test metrics, per-basin CSV, predictions, figures to the (model, seed) run; return its id."""
     import mlflow
 
-    from benchmark import tracking
-
     tags = run_tags(params, spec, seed)
     with open_run(params, run_name=f"{spec.name}-seed{seed}", tags=tags, params_to_log={}, run_id=run_id) as active:
         tracking.log_test_metrics(summary)
         mlflow.log_metrics({k: float(v) for k, v in extra_metrics.items()})
-        tracking.log_dataframe(per_basin, "per_basin_metrics.csv")
-        tracking.log_dataset(pred, "predictions.nc")
+        tracking.log_dataframe(per_basin, PER_BASIN_CSV)
+        tracking.log_dataset(pred, PREDICTIONS_NAME)
         for name, fig in figures.items():
             tracking.log_figure(fig, name)
-        metrics_json = out_dir / "metrics.json"
+        metrics_json = out_dir / METRICS_JSON
         if metrics_json.is_file():
             mlflow.log_artifact(str(metrics_json), artifact_path="evaluation")
         return active.info.run_id

@@ -41,10 +41,17 @@ from typing import Any
 
 import torch
 
-from benchmark.config import Params
+from benchmark import tracking
+from benchmark.artifacts import CHECKPOINT_NAME
+from benchmark.config import Params, load_params
 from benchmark.errors import ConfigError
+from benchmark.models.registry import get_model_spec
+from benchmark.training.checkpoint import load_checkpoint, load_torch_file
+from benchmark.training.network import N_ROUTING
+from benchmark.training.trainer import TrainResult, start_mode, train_model
 from benchmark.tuning.objective import NETWORK_ARTIFACT_DIR, NETWORK_FILE, NETWORK_FORMAT
-from benchmark.tuning.space import STRUCTURAL_HYPERPARAMETERS
+from benchmark.tuning.space import STRUCTURAL_HYPERPARAMETERS, apply_hyperparams
+from benchmark.tuning.study import make_storage, storage_url
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -63,8 +70,6 @@ class InitSource:
 
     def apply(self, params: Params) -> Params:
         """``params`` with the source's hyperparameters applied."""
-        from benchmark.tuning.space import apply_hyperparams
-
         return apply_hyperparams(params, self.hyperparams, source=f"--init-from {self.reference}")
 
     def load_into(self, model: Any) -> dict[str, list[str]]:
@@ -137,8 +142,6 @@ def _map_output_rows(
     source_names: tuple[str, ...] | None, source_nmul: int | None,
 ) -> tuple[torch.Tensor, list[str]] | None:
     """Rows of the output layer copied by (parameter, component), or None when they cannot be."""
-    from benchmark.training.network import N_ROUTING
-
     if src is None or not key.startswith("output_layer.") or source_names is None or source_nmul != layout.nmul:
         return None
     if src.shape[1:] != value.shape[1:] or src.shape[0] != len(source_names) * source_nmul + N_ROUTING:
@@ -176,9 +179,6 @@ def _from_network_payload(payload: dict[str, Any], reference: str, kind: str) ->
 
 
 def _from_path(path: Path, reference: str) -> InitSource:
-    from benchmark.models.registry import get_model_spec
-    from benchmark.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_torch_file
-
     if path.is_dir():
         path = path / NETWORK_FILE if (path / NETWORK_FILE).is_file() else path / CHECKPOINT_NAME
     payload = load_torch_file(path, "--init-from file")
@@ -207,9 +207,6 @@ def _from_mlflow_run(run_id: str, reference: str) -> InitSource | None:
     import tempfile
 
     from mlflow.exceptions import MlflowException
-
-    from benchmark import tracking
-    from benchmark.training.checkpoint import load_torch_file
 
     client = tracking.client()
     try:
@@ -243,8 +240,6 @@ def _from_study(name: str, reference: str, params: Params) -> InitSource | None:
     """The best trial of study ``name`` in the tuning storage; None when there is no such study."""
     import optuna
     from optuna.trial import TrialState
-
-    from benchmark.tuning.study import make_storage, storage_url
 
     url = storage_url(params)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
@@ -298,8 +293,6 @@ def resolve_init_source(reference: str, params: Params) -> InitSource:
     source = _from_study(reference, reference, params)
     if source is not None:
         return source
-    from benchmark import tracking
-    from benchmark.tuning.study import storage_url
 
     raise ConfigError(
         f"--init-from {reference!r} is not a model folder or checkpoint, not an MLflow run in "
@@ -310,8 +303,35 @@ def resolve_init_source(reference: str, params: Params) -> InitSource:
 def resolve_init_from(reference: str, params: Params | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, hyperparams)`` of an ``--init-from`` reference (see :func:`resolve_init_source`)."""
     if params is None:
-        from benchmark.config import load_params
-
         params = load_params()
     source = resolve_init_source(reference, params)
     return source.state_dict, source.hyperparams
+
+
+def train_from(params: Params, model_name: str, reference: str, **train_options: Any) -> TrainResult:
+    """Train ``model_name`` starting from the network of ``reference`` (``hbvbench train --init-from``).
+
+    The source is resolved (:func:`resolve_init_source`), its hyperparameters are applied to
+    ``params``, and :func:`~benchmark.training.trainer.train_model` copies its weights into
+    the new network and tags the run with its lineage.
+
+    Parameters
+    ----------
+    params
+        The configuration before the source's hyperparameters.
+    model_name
+        The registry name of the model to train.
+    reference
+        A model folder, checkpoint, trial network, MLflow run id or study name.
+    **train_options
+        Passed on to :func:`~benchmark.training.trainer.train_model` (``seed``, ``epochs``,
+        ``restart``, ``dataset``, ``track`` ...).
+
+    Raises
+    ------
+    ConfigError
+        ``resume`` together with an init source, or a reference that resolves to nothing.
+    """
+    start_mode(bool(train_options.get("resume")), bool(train_options.get("restart")), init_given=True)
+    source = resolve_init_source(reference, params)
+    return train_model(source.apply(params), model_name, init=source, **train_options)

@@ -30,8 +30,28 @@ import numpy as np
 import torch
 import xarray as xr
 
-from benchmark.config import Params
+from benchmark import atomic, tracking
+from benchmark.artifacts import CHECKPOINT_NAME, NORMALIZATION_NAME
+from benchmark.config import Params, resolve_path
+from benchmark.data.dataset import select_profile_basins
 from benchmark.errors import ConfigError, TrainingError
+from benchmark.metrics import basin_metrics
+from benchmark.models.registry import get_model_spec
+from benchmark.training.checkpoint import load_checkpoint
+from benchmark.training.device import resolve_device, resolve_dtype
+from benchmark.training.evaluate import predict
+from benchmark.training.network import build_model
+from benchmark.training.normalization import NormalizationStats
+from benchmark.training.series import check_forcing, day_index, series_tensors
+from benchmark.training.trainer import train_model
+from benchmark.tuning.space import (
+    apply_hyperparams,
+    check_dynamic_parameters,
+    current_hyperparams,
+    suggest,
+    training_end_before,
+    validation_period,
+)
 
 #: Test hook: comma-separated trial numbers that fail on purpose after their first epoch.
 FAIL_TRIALS_ENV = "HBVBENCH_TUNE_FAIL_TRIALS"
@@ -66,8 +86,6 @@ def metric_direction(metric: str) -> str:
 
 def trial_dir(params: Params, study_name: str, number: int) -> Path:
     """``<tune.out_dir>/<study>/trial_<NNNN>`` (absolute)."""
-    from benchmark.config import resolve_path
-
     return resolve_path(params.tune.out_dir) / study_name / f"trial_{number:04d}"
 
 
@@ -75,8 +93,6 @@ def trial_params(params: Params, hyperparams: dict[str, Any], out_dir: Path) -> 
     """The configuration a trial trains with: hyperparameters applied, training period cut
     before the validation period, checkpoints (and the in-progress state) in ``out_dir``,
     ``tune.epochs`` if set."""
-    from benchmark.tuning.space import apply_hyperparams, training_end_before, validation_period
-
     period = validation_period(params)
     train_updates: dict[str, Any] = {"models_dir": out_dir, "work_dir": out_dir / "work"}
     if params.tune.epochs is not None:
@@ -115,21 +131,14 @@ class ValidationScorer:
     """
 
     def __init__(self, params: Params, model_name: str, dataset: xr.Dataset, model_folder: Path) -> None:
-        from benchmark.models.registry import get_model_spec
-        from benchmark.training.trainer import resolve_device, resolve_dtype, select_basins
-        from benchmark.tuning.space import validation_period
-
         self.params, self.model_name, self.folder = params, model_name, model_folder
         self.spec = get_model_spec(model_name)
-        self.ds = select_basins(dataset, params.active)
+        self.ds = select_profile_basins(dataset, params)
         self.period = validation_period(params)
         self.device, self.dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
         self._data: Any = None
 
     def _series(self) -> Any:
-        from benchmark.training.normalization import NormalizationStats
-        from benchmark.training.trainer import NORMALIZATION_NAME, series_tensors
-
         if self._data is None:
             stats = NormalizationStats.load(self.folder / NORMALIZATION_NAME)
             self._data = (stats, series_tensors(self.ds, stats, self.device, self.dtype))
@@ -140,10 +149,6 @@ class ValidationScorer:
 
         Runs under :func:`torch.random.fork_rng` so the training's random stream is untouched.
         """
-        from benchmark.metrics import basin_metrics
-        from benchmark.training.evaluate import predict
-        from benchmark.training.trainer import CHECKPOINT_NAME, build_model, check_forcing, day_index, load_checkpoint
-
         stats, data = self._series()
         start = day_index(data.dates, self.period.start, "validation start")
         end = day_index(data.dates, self.period.end, "validation end")
@@ -162,8 +167,6 @@ class ValidationScorer:
 
 def network_payload(model_name: str, model: Any, ckpt: dict[str, Any], params: Params) -> dict[str, Any]:
     """What ``network.pt`` holds: weights plus what is needed to load them into another variant."""
-    from benchmark.tuning.space import current_hyperparams
-
     return {
         "format": NETWORK_FORMAT,
         "model": model_name,
@@ -218,9 +221,6 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        from benchmark.models.registry import get_model_spec
-        from benchmark.tuning.space import check_dynamic_parameters, suggest
-
         for key, value in worker_attrs(self.worker_index).items():
             trial.set_user_attr(key, value)
         spec = get_model_spec(self.model_name)
@@ -253,10 +253,6 @@ class Objective:
 
     def _mlflow_run(self, trial: Any, tparams: Params, hyperparams: dict[str, Any]) -> Any:
         import mlflow
-
-        from benchmark import tracking
-        from benchmark.models.registry import get_model_spec
-        from benchmark.tuning.space import current_hyperparams, validation_period
 
         period = validation_period(tparams)
         tags = dict(tracking.standard_tags(self.params.profile, get_model_spec(self.model_name)))
@@ -293,8 +289,6 @@ class Objective:
     def _train_and_score(self, trial: Any, tparams: Params, out_dir: Path, sampled: list[str]) -> float:
         import optuna
 
-        from benchmark.training.trainer import train_model
-
         tune = self.params.tune
         scorer = ValidationScorer(tparams, self.model_name, self.dataset, out_dir / self.model_name)
         metric_key = f"val_{tune.metric}_{tune.aggregate}"
@@ -330,8 +324,6 @@ class Objective:
 
 
 def _save_payload(payload: dict[str, Any], path: Path) -> None:
-    from benchmark import atomic
-
     atomic.torch_save(path, payload)
 
 

@@ -14,9 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark import locks
+from benchmark import locks, tracking
+from benchmark import threads as thread_budgets  # run_tuning has a parameter named threads
 from benchmark.config import Params, resolve_path
 from benchmark.errors import ConfigError, HbvbenchError
+from benchmark.models.registry import get_model_spec
+from benchmark.tuning.objective import metric_direction
+from benchmark.tuning.space import validation_period
+from benchmark.tuning.study import (
+    WorkerTask,
+    default_study_name,
+    fail_dead_trials,
+    make_storage,
+    open_study,
+    optimize,
+    run_workers,
+    split_trials,
+    storage_url,
+)
+from benchmark.tuning.summary import BEST_PARAMS_NAME, best_summary, log_study_summary, trial_counts, write_best_params
 
 
 @dataclass(frozen=True)
@@ -35,8 +51,6 @@ class TuneResult:
 def _parent_run_id(study: Any) -> str | None:
     """The stored parent run id when that run exists in the current MLflow store."""
     from mlflow.exceptions import MlflowException
-
-    from benchmark import tracking
 
     run_id = study.user_attrs.get("mlflow_parent_run_id")
     if not run_id:
@@ -113,35 +127,8 @@ def run_tuning(
     benchmark.stores.StoreError
         The MLflow store or the Optuna storage is corrupt, locked or unreachable.
     """
-    from benchmark import tracking
-    from benchmark.models.registry import get_model_spec
-    from benchmark.tuning.objective import metric_direction
-    from benchmark.tuning.space import validation_period
-    from benchmark.tuning.study import (
-        WorkerTask,
-        default_study_name,
-        fail_dead_trials,
-        make_storage,
-        open_study,
-        optimize,
-        run_workers,
-        split_trials,
-        storage_url,
-    )
-    from benchmark.tuning.summary import BEST_PARAMS_NAME, best_summary, log_study_summary, trial_counts, write_best_params
-
     model = model or params.tune.model
-    try:
-        spec = get_model_spec(model)
-    except KeyError as exc:
-        raise ConfigError(f"unknown model {model!r}: {exc}") from None
-    metric = metric or params.tune.metric
-    metric_direction(metric)
-    validation_period(params)
-    trials = trials if trials is not None else params.tune.trials
-    if trials < 1 or workers < 1:
-        raise ConfigError(f"--trials and --workers must be >= 1 (got {trials}, {workers})")
-    workers = min(workers, trials)
+    spec, metric, trials, workers = _check_request(params, model, metric, trials, workers)
     name = study_name or default_study_name(params, model)
     url = storage_url(params, storage)
     tracking.check_store()
@@ -163,19 +150,12 @@ def run_tuning(
         ) as parent:
             parent_id = parent.info.run_id
             study.set_user_attr("mlflow_parent_run_id", parent_id)
-            shares = split_trials(trials, workers)
             tasks = [
                 WorkerTask(params, model, name, url, metric, n, timeout_s, parent_id, i,
                            _threads_per_worker(threads, params, workers))
-                for i, n in enumerate(shares)
+                for i, n in enumerate(split_trials(trials, workers))
             ]
-            if workers == 1:
-                optimize(tasks[0], dataset)
-            else:
-                codes = run_workers(tasks)
-                bad = [f"worker {i}: exit {c}" for i, c in enumerate(codes) if c != 0]
-                if bad:
-                    raise HbvbenchError(f"tuning workers failed ({', '.join(bad)}); see their messages above")
+            _run_trials(tasks, dataset)
             summary = best_summary(study)
             path = best_params_path or resolve_path(params.tune.out_dir) / name / BEST_PARAMS_NAME
             if summary is not None:
@@ -184,10 +164,35 @@ def run_tuning(
     return TuneResult(name, url, parent_id, trial_counts(study), summary, path if summary else None, dead)
 
 
+def _check_request(params: Params, model: str, metric: str | None, trials: int | None,
+                   workers: int) -> tuple[Any, str, int, int]:
+    """The model's registry entry, the metric, the trial and worker counts of a tuning request (ConfigError when bad)."""
+    try:
+        spec = get_model_spec(model)
+    except KeyError as exc:
+        raise ConfigError(f"unknown model {model!r}: {exc}") from None
+    metric = metric or params.tune.metric
+    metric_direction(metric)
+    validation_period(params)
+    trials = trials if trials is not None else params.tune.trials
+    if trials < 1 or workers < 1:
+        raise ConfigError(f"--trials and --workers must be >= 1 (got {trials}, {workers})")
+    return spec, metric, trials, min(workers, trials)
+
+
+def _run_trials(tasks: list[WorkerTask], dataset: Any) -> None:
+    """One task in this process, several in worker processes (HbvbenchError naming the workers that failed)."""
+    if len(tasks) == 1:
+        optimize(tasks[0], dataset)
+        return
+    codes = run_workers(tasks)
+    bad = [f"worker {i}: exit {c}" for i, c in enumerate(codes) if c != 0]
+    if bad:
+        raise HbvbenchError(f"tuning workers failed ({', '.join(bad)}); see their messages above")
+
+
 def _threads_per_worker(explicit: int | None, params: Params, workers: int) -> int | None:
     """Torch threads of each worker (None: the process's own setting, for a single in-process worker)."""
-    from benchmark import threads
-
     if workers == 1:
         return None  # trials run in this process, under the command's own budget
-    return threads.choose(explicit, params.train.threads, workers).threads
+    return thread_budgets.choose(explicit, params.train.threads, workers).threads

@@ -33,10 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark import repository
+from benchmark import repository, stores
 from benchmark.config import Params
-from benchmark.locks import process_alive
+from benchmark.data.dataset import load_dataset
 from benchmark.errors import ConfigError, HbvbenchError
+from benchmark.locks import process_alive
+from benchmark.tuning.objective import Objective, metric_direction
+from benchmark.tuning.space import validation_period
 
 DEFAULT_STORAGE_NAME = "optuna.db"
 SQLITE_LOCK_TIMEOUT_S = 60
@@ -70,8 +73,6 @@ def make_storage(url: str, heartbeat_s: int | None = None) -> Any:
     """
     import optuna
 
-    from benchmark import stores
-
     fix = "pass another --storage (or set tune.storage)"
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
@@ -98,8 +99,6 @@ def default_study_name(params: Params, model: str) -> str:
 
 def study_attrs(params: Params, model: str, metric: str) -> dict[str, str]:
     """What a study optimizes (pinned in its user attributes)."""
-    from benchmark.tuning.space import validation_period
-
     period = validation_period(params)
     return {
         "model": model,
@@ -118,8 +117,6 @@ def open_study(params: Params, model: str, name: str, storage: Any, metric: str,
     workers.
     """
     import optuna
-
-    from benchmark.tuning.objective import metric_direction
 
     tune = params.tune
     direction = metric_direction(metric)
@@ -206,13 +203,9 @@ def optimize(task: WorkerTask, dataset: Any = None) -> None:
     """Run ``task.n_trials`` trials of the study in this process (failed trials do not stop it)."""
     import torch
 
-    from benchmark.tuning.objective import Objective
-
     if task.threads:
         torch.set_num_threads(task.threads)
     if dataset is None:
-        from benchmark.data.dataset import load_dataset
-
         dataset = load_dataset(params=task.params)
     storage = make_storage(task.storage_url, task.params.tune.heartbeat_s)
     study = open_study(task.params, task.model, task.study_name, storage, task.metric, worker_index=task.worker_index)

@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmark import atomic
+from benchmark import atomic, tracking
+from benchmark.training.checkpoint import load_torch_file
 from benchmark.tuning.space import STRUCTURAL_HYPERPARAMETERS
 
 BEST_PARAMS_NAME = "best_params.yaml"
@@ -62,7 +63,6 @@ def best_summary(study: Any) -> dict[str, Any] | None:
 def _network_hyperparams(path: str | None) -> dict[str, Any]:
     if not path or not Path(path).is_file():
         return {}
-    from benchmark.training.checkpoint import load_torch_file
 
     payload = load_torch_file(Path(path), "trial network")
     return dict(payload.get("hyperparams", {})) if isinstance(payload, dict) else {}
@@ -132,8 +132,6 @@ def log_study_summary(study: Any, summary: dict[str, Any] | None) -> None:
     """Log counts, best value and params, the trials table and both plots to the active (parent) run."""
     import matplotlib.pyplot as plt
     import mlflow
-
-    from benchmark import tracking
 
     counts = trial_counts(study)
     mlflow.log_metrics({f"n_trials_{state.lower()}": float(n) for state, n in counts.items()})
