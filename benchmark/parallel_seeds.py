@@ -18,6 +18,7 @@ The command line a child runs is this process's own, with ``--all-seeds`` replac
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -70,6 +71,7 @@ def _run_one(command: str, argv: list[str], seed: int) -> tuple[int, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True, bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its lines as they come, not at its exit
     )
     last = ""
     assert proc.stdout is not None
