@@ -85,6 +85,11 @@ def _fresh_clone(repo_root: Path, dest: Path) -> Path:
     return dest
 
 
+def _files_under(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes (empty when there is no such folder)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _dvc_env() -> dict[str, str]:
     """This environment's executables first; runs go to the clone's own store (no MLFLOW_TRACKING_URI)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HBVBENCH_ROOT", "DVC_ROOT")}
@@ -123,6 +128,7 @@ def _experiment_logs(clone: Path) -> str:
 @pytest.mark.slow
 def test_two_queued_ci_variants_run_in_parallel_temp_workspaces_and_exp_show_lists_both(repo_root, tmp_path):
     clone = _fresh_clone(repo_root, tmp_path / "clone")
+    committed = _files_under(clone / "artifacts")  # the uncached outputs a commit carries (SAC-SMA's)
     for name, rate in LEARNING_RATES.items():
         _dvc(clone, "exp", "run", "--queue", "--name", name, "-S", "profile=ci", "-S", "train.models=[dhbv]",
              "-S", f"train.learning_rate={rate}", "-S", "train.threads=1")
@@ -155,7 +161,7 @@ def test_two_queued_ci_variants_run_in_parallel_temp_workspaces_and_exp_show_lis
     assert nse["lr-half"] != nse["lr-one"]  # each workspace trained with its own params
 
     # the temporary workspaces wrote nothing into the workspace they came from...
-    assert not (clone / "artifacts").exists()
+    assert _files_under(clone / "artifacts") == committed
     # ...but their MLflow runs live in its store, named by experiment
     with sqlite3.connect(clone / "mlflow.db") as db:
         tagged = db.execute("SELECT t.value, r.name FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
