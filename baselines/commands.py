@@ -187,14 +187,9 @@ def _lstm(args: argparse.Namespace) -> int:
     if args.all_seeds and args.out is not None:
         raise ConfigError("--out names one run's folder; with --all-seeds each seed writes its own "
                           "(<baselines.out_dir>/lstm, lstm/seed_<S>)")
-    if args.all_seeds and len(params.active.seeds) > 1:
-        workers = args.workers if args.workers is not None else parallel_seeds.default_workers(len(params.active.seeds))
-        if workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if workers > 1:
-            share = parallel_seeds.thread_share(args.threads, params.train.threads, min(workers, len(params.active.seeds)))
-            parallel_seeds.run("baseline lstm", args.argv, params.active.seeds, workers, share)
-            return 0
+    if args.all_seeds and parallel_seeds.run_if_parallel(args.argv, params.active.seeds, args.workers,
+                                                         args.threads, params.train.threads):
+        return 0
     for seed in (params.active.seeds if args.all_seeds else [args.seed]):
         start = time.perf_counter()
         summary = run_lstm(params, out_dir=args.out, mlflow_enabled=not args.no_mlflow, seed=seed)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmark import threads
-from benchmark.errors import HbvbenchError
+from benchmark.errors import ConfigError, HbvbenchError
 
 WORKERS_HELP = ("with --all-seeds: seeds run as parallel processes, at most N at a time, sharing the "
                 "cores as torch threads (default: every seed at once, at most two per core; 1: one "
@@ -66,7 +66,7 @@ def child_argv(argv: Sequence[str], seed: int, thread_count: int | None) -> list
     return out
 
 
-def _run_one(command: str, argv: list[str], seed: int) -> tuple[int, str]:
+def _run_one(argv: list[str], seed: int) -> tuple[int, str]:
     """Run one child; print its lines prefixed; return (exit code, its last line)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,14 +84,11 @@ def _run_one(command: str, argv: list[str], seed: int) -> tuple[int, str]:
     return proc.wait(), last
 
 
-def run(command: str, argv: Sequence[str], seeds: Sequence[int], workers: int,
-        thread_count: int | None) -> None:
-    """Run ``hbvbench <command>`` once per seed, ``workers`` processes at a time.
+def run(argv: Sequence[str], seeds: Sequence[int], workers: int, thread_count: int | None) -> None:
+    """Run this process's command once per seed, ``workers`` processes at a time.
 
     Parameters
     ----------
-    command
-        The command's name for messages (``"train"``, ``"baseline lstm"``).
     argv
         This process's command line (without the program name), holding ``--all-seeds``.
     seeds
@@ -108,13 +105,44 @@ def run(command: str, argv: Sequence[str], seeds: Sequence[int], workers: int,
         seeds still finish.
     """
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {seed: pool.submit(_run_one, command, child_argv(argv, seed, thread_count), seed) for seed in seeds}
+        futures = {seed: pool.submit(_run_one, child_argv(argv, seed, thread_count), seed) for seed in seeds}
         results = {seed: future.result() for seed, future in futures.items()}
     failed = [f"seed {seed} (exit {code}: {last})" for seed, (code, last) in results.items() if code != 0]
     if failed:
         raise HbvbenchError(f"{len(failed)} of {len(seeds)} seeds failed: " + "; ".join(failed))
 
 
-def thread_share(explicit: int | None, configured: int | None, workers: int) -> int | None:
-    """Torch threads per child: ``--threads``, ``train.threads``, else the cores split among the workers."""
-    return threads.choose(explicit, configured, workers).threads
+def run_if_parallel(argv: Sequence[str], seeds: Sequence[int], workers: int | None,
+                    explicit_threads: int | None, configured_threads: int | None) -> bool:
+    """``--all-seeds``: run the seeds as child processes when more than one worker applies.
+
+    Parameters
+    ----------
+    argv
+        This process's command line (holding ``--all-seeds``).
+    seeds
+        The profile's seeds.
+    workers
+        ``--workers`` (None: :func:`default_workers`).
+    explicit_threads, configured_threads
+        ``--threads`` and ``train.threads``: they win over the automatic share of the cores.
+
+    Returns
+    -------
+    bool
+        True when the seeds ran here as child processes; False when the caller should run
+        them itself, one after the other (one seed, or one worker).
+
+    Raises
+    ------
+    ConfigError
+        ``--workers`` below 1.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    workers = workers if workers is not None else default_workers(len(seeds))
+    if len(seeds) < 2 or workers == 1:
+        return False
+    share = threads.choose(explicit_threads, configured_threads, min(workers, len(seeds))).threads
+    run(argv, seeds, workers, share)
+    return True

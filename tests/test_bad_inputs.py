@@ -395,6 +395,8 @@ CASES: tuple[Case, ...] = (
     Case("seed-argument-negative", lambda ws: None, (*TRAIN, "--seed", "-3"), ("seed", "-3")),
     Case("lstm-all-seeds-with-one-out-folder", lambda ws: None, ("baseline", "lstm", "--all-seeds", "--out", "lstm_here"),
          ("--out names one run's folder", "--all-seeds", "lstm/seed_<S>")),
+    Case("zero-seed-workers", lambda ws: None, ("train", "--model", "dhbv", "--all-seeds", "--workers", "0"),
+         ("--workers", ">= 1", "got 0")),
     Case("evaluate-all-seeds-of-a-logged-model", lambda ws: None, (*EVALUATE, "--all-seeds", "--from-mlflow", "0123abcd"),
          ("--all-seeds", "--from-mlflow")),
     Case("trials-argument-zero", lambda ws: None, ("tune", "--model", "dhbv", "--trials", "0"), ("--trials",)),

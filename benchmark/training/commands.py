@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.hyperparams:  # e.g. the best_params.yaml of `hbvbench tune`
         params = apply_hyperparams(params, load_hyperparams_file(args.hyperparams), source=args.hyperparams)
-    if _in_parallel(args, params, "train"):
+    if _in_parallel(args, params):
         return 0
     for seed in _seeds(args, params):
         options = dict(seed=seed, epochs=args.epochs, resume=args.resume, restart=args.restart,
@@ -41,19 +41,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_parallel(args: argparse.Namespace, params: Params, command: str) -> bool:
-    """``--all-seeds`` with more than one worker: run the seeds as child processes; True if it did."""
+def _in_parallel(args: argparse.Namespace, params: Params) -> bool:
+    """``--all-seeds`` with more than one worker: the seeds ran as child processes (not for torchrun)."""
     if not args.all_seeds or getattr(args, "distributed", False):
         return False
-    seeds = list(params.active.seeds)
-    workers = args.workers if args.workers is not None else parallel_seeds.default_workers(len(seeds))
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
-    if workers == 1 or len(seeds) == 1:
-        return False
-    share = parallel_seeds.thread_share(args.threads, params.train.threads, min(workers, len(seeds)))
-    parallel_seeds.run(command, args.argv, seeds, workers, share)
-    return True
+    return parallel_seeds.run_if_parallel(args.argv, params.active.seeds, args.workers, args.threads,
+                                          params.train.threads)
 
 
 def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
@@ -63,7 +56,6 @@ def _seeds(args: argparse.Namespace, params: Params) -> list[int | None]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from benchmark.artifacts import eval_dir
-    from benchmark.errors import ConfigError
     from benchmark.training.evaluate import evaluate_model
 
     if args.from_mlflow:
@@ -73,7 +65,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("give --model NAME (a model trained here) or --from-mlflow REF (a logged MLflow model)")
     params = _params(args)
-    if _in_parallel(args, params, "evaluate"):
+    if _in_parallel(args, params):
         return 0
     for seed in _seeds(args, params):
         _, summary = evaluate_model(params, args.model, seed=seed)
@@ -90,7 +82,6 @@ def _evaluate_logged_model(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.config import resolve_path
-    from benchmark.errors import ConfigError
     from benchmark.training import mlflow_model
     from benchmark.training.evaluate import evaluate_trained
 
