@@ -214,10 +214,9 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     options = {**spec.simulate_options(), "gradient": job["gradient"], "nmul": job["nmul"],
                "initial_state": INITIAL_STORAGE_MM}
     if job["compile"]:
-        # the compiled schemes: autograd through the compiled daily update, the full-vector Newton
-        options["solver_options"] = {"compile": True, "eliminate": False}
-        if options["gradient"] == "manual":
-            options["gradient"] = "autograd"
+        # fused daily kernels where the scheme has them (benchmark/solvers/fused.py), else autograd
+        # through the compiled daily update
+        options["solver_options"] = {"compile": True}
 
     def sync() -> None:
         if device.type == "cuda":

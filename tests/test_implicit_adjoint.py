@@ -4,10 +4,13 @@ Checked three ways in float64 on a small kink-free problem (tests/implicit_probl
 static parameters, dynamic (per-day) parameters and the initial state, with and without
 capillary rise: torch.autograd.gradcheck, agreement with autograd unrolled through the Newton
 iterations (<= 1e-6 relative) and with central finite differences (<= 1e-4 relative).
-The ``gpu`` variants run the same checks on CUDA when a GPU exists.
+The ``fused`` variants run the adjoint through the compiled daily kernels (``compile=True``,
+benchmark/solvers/fused.py); the ``gpu`` variants run the checks on CUDA when a GPU exists.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -19,6 +22,7 @@ from benchmark.solvers.implicit import NewtonOptions, integrate_backward_euler
 from tests.implicit_problem import problem
 
 TIGHT = NewtonOptions(tol=1e-12, max_iter=30)
+FUSED = dataclasses.replace(TIGHT, compile=True)
 ADJOINT_VS_UNROLLED_RTOL = 1e-6
 ADJOINT_VS_FD_RTOL = 1e-4
 
@@ -37,23 +41,25 @@ def _loss(states: torch.Tensor, x: Forcing, p: dict[str, torch.Tensor], capillar
     return (weights * states).sum() + (q ** 2).sum() + (f.ET * q).sum()
 
 
-def _gradients(gradient: str, capillary_rise: bool, device: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _gradients(gradient: str, capillary_rise: bool, device: str, options: NewtonOptions = TIGHT
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     x, p, S0 = problem(device=device)
     leaves = {k: v.clone().requires_grad_() for k, v in p.items()}
     S0 = S0.clone().requires_grad_()
     weights = torch.linspace(-1.0, 1.0, S0.numel() * x.P.shape[0], dtype=S0.dtype, device=device)
     states, stats = integrate_backward_euler(x, leaves, S0, capillary_rise=capillary_rise, gradient=gradient,
-                                             options=TIGHT)
+                                             options=options)
     assert stats["n_not_converged"] == 0
     _loss(states, x, leaves, capillary_rise, weights.reshape(states.shape)).backward()
     used = [k for k in leaves if leaves[k].grad is not None]
     return {k: leaves[k].grad for k in used}, S0.grad
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("capillary_rise", [False, True])
-def test_adjoint_equals_unrolled_autograd(capillary_rise: bool, device: str) -> None:
-    adj, adj_s0 = _gradients("adjoint", capillary_rise, device)
+def test_adjoint_equals_unrolled_autograd(capillary_rise: bool, device: str, fused: bool) -> None:
+    adj, adj_s0 = _gradients("adjoint", capillary_rise, device, FUSED if fused else TIGHT)
     ref, ref_s0 = _gradients("autograd", capillary_rise, device)
     assert set(adj) == set(ref)
     expected = {"BETA", "BETAET", "FC", "TT", "CFMAX", "CFR", "CWH", "LP", "PERC", "UZL", "K0", "K1", "K2"}
@@ -68,8 +74,9 @@ def test_adjoint_equals_unrolled_autograd(capillary_rise: bool, device: str) -> 
     assert rel <= ADJOINT_VS_UNROLLED_RTOL, f"initial state: differ by {rel:.2e}"
 
 
-def _scalar_loss(x: Forcing, p: dict[str, torch.Tensor], S0: torch.Tensor, capillary_rise: bool) -> torch.Tensor:
-    states, _ = integrate_backward_euler(x, p, S0, capillary_rise=capillary_rise, options=TIGHT)
+def _scalar_loss(x: Forcing, p: dict[str, torch.Tensor], S0: torch.Tensor, capillary_rise: bool,
+                 options: NewtonOptions = TIGHT) -> torch.Tensor:
+    states, _ = integrate_backward_euler(x, p, S0, capillary_rise=capillary_rise, options=options)
     weights = torch.linspace(-1.0, 1.0, states.numel(), dtype=states.dtype).reshape(states.shape)
     return _loss(states, x, p, capillary_rise, weights)
 
@@ -84,12 +91,13 @@ PROBES = [
 ]
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
 @pytest.mark.parametrize("capillary_rise", [False, True])
-def test_adjoint_equals_central_finite_differences(capillary_rise: bool) -> None:
+def test_adjoint_equals_central_finite_differences(capillary_rise: bool, fused: bool) -> None:
     x, p, S0 = problem()
     leaves = {k: v.clone().requires_grad_() for k, v in p.items()}
     S0_leaf = S0.clone().requires_grad_()
-    _scalar_loss(x, leaves, S0_leaf, capillary_rise).backward()
+    _scalar_loss(x, leaves, S0_leaf, capillary_rise, FUSED if fused else TIGHT).backward()
     checked = 0
     for what, name, index in PROBES:
         if name in ("C", "NDC") and not capillary_rise:

@@ -149,12 +149,15 @@ def test_the_operator_split_hbv_cannot_learn_ndc():
         HBV(learn_ndc=True)
 
 
-def test_compile_is_refused_where_it_would_silently_change_the_algorithm():
-    with pytest.raises(ConfigError, match="cannot be combined with gradient='manual'"):
-        simulate(_forcing(), _params(HBV_PARAMETERS), scheme="sequential", gradient="manual",
-                 solver_options={"compile": True})
-    with pytest.raises(ConfigError, match="pass eliminate=False"):
-        simulate(_forcing(), _params(HBV_PARAMETERS), scheme="implicit", solver_options={"compile": True})
+def test_compile_keeps_every_scheme_and_gradient_method():
+    """``compile`` fuses the days of the scheme the model asked for; it never swaps the algorithm
+    (hand-written reverse pass and eliminated solve stay, now as compiled calls)."""
+    x, p = _forcing(), _params(HBV_PARAMETERS)
+    for scheme, gradient in (("sequential", "manual"), ("implicit", "adjoint")):
+        with torch.no_grad():
+            eager = simulate(x, p, scheme=scheme, gradient=gradient)
+            fused = simulate(x, p, scheme=scheme, gradient=gradient, solver_options={"compile": True})
+        torch.testing.assert_close(fused["Q"], eager["Q"], rtol=1e-12, atol=1e-12)
 
 
 class _NoReverseHBV(HBV):

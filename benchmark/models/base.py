@@ -93,7 +93,8 @@ class SplitDays:
         The list of every day's state -> storages ``[T, ..., n]``.
     hand_written
         When the structure provides a hand-written reverse pass: a function running the whole
-        sequence as one autograd node, ``S0 -> (states [T, ..., n], fluxes by name)``.
+        sequence as one autograd node, ``(S0, fused) -> (states [T, ..., n], fluxes by name)``;
+        ``fused``: one compiled call per day forward and backward (:mod:`benchmark.solvers.fused`).
     """
 
     step: Callable[[Any, Sequence[torch.Tensor]], tuple[Any, tuple]]
@@ -102,7 +103,7 @@ class SplitDays:
     flux_names: tuple[str, ...]
     unpack: Callable[[torch.Tensor], Any]
     stack: Callable[[list], torch.Tensor]
-    hand_written: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = None
+    hand_written: Callable[[torch.Tensor, bool], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = None
 
 
 class Structure(abc.ABC):
@@ -200,6 +201,11 @@ class Structure(abc.ABC):
     def has_eliminated_solve(self) -> bool:
         """Whether :meth:`implicit_system` solves each day exactly by elimination (Newton on a few
         scalar equations) rather than by Newton on the full storage vector."""
+        return False
+
+    @property
+    def has_fused_eliminated_solve(self) -> bool:
+        """Whether the eliminated solve has a fused (compiled, one call per day) form."""
         return False
 
     def __repr__(self) -> str:

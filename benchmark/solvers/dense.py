@@ -85,16 +85,20 @@ class DenseSystem:
             self.structure, S_last, *c)
         return torch.linalg.solve(A, G.movedim(0, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, 0)
 
-    def rhs_all_days(self, states5: torch.Tensor) -> torch.Tensor:
-        """f at the states of every day, ``[T, n, *batch]``."""
+    def rhs_all_days(self, states5: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """f at the states of every day, ``[T, n, *batch]`` (``fused`` is accepted for the interface)."""
         return self.structure.rhs(states5.movedim(1, -1), self.x, self.p).movedim(-1, 1)
 
     def eliminated(self, S0: torch.Tensor, n_days: int, options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """An exact day-by-day solve of a subclass (states ``[T, n, *batch]``, iterations, not converged)."""
         raise NotImplementedError(f"{self.structure!r} has no eliminated backward-Euler solve")
 
-    def adjoint_solver(self, states5: torch.Tensor) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
+    def adjoint_solver(self, states5: torch.Tensor, fused: bool = False
+                       ) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
         """``solve(t, r, out)``: out = (dG/dS_t)^-T r, storage-first, for days visited last to first.
+
+        ``fused`` is accepted for the interface and changes nothing: each day is already one
+        batched triangular solve.
 
         The Jacobians are computed and LU-factorised for :data:`ADJOINT_CHUNK_DAYS` days at a time,
         vectorised over those days; each day then costs one small triangular solve.

@@ -16,9 +16,10 @@ block-triangular solves and its eliminated day solve), else
 - ``day(t)``: the day's constants ``c``;
 - ``residual_terms(S, c) -> (f, inner)`` for storage-first ``S`` ``[n, *batch]``;
 - ``newton_step(inner, c, G)``: (I/dt - df/dS)^-1 G;
-- ``rhs_all_days(states5)``: f of every day at once (``[T, n, *batch]``), for the statistics;
+- ``rhs_all_days(states5, fused)``: f of every day at once (``[T, n, *batch]``), for the statistics;
 - ``can_eliminate`` and ``eliminated(S0, n_days, options)``: an exact day-by-day solve, if any;
-- ``adjoint_solver(states5)``: ``solve(t, r, out)`` with out = (dG/dS_t)^-T r.
+- ``adjoint_solver(states5, fused)``: ``solve(t, r, out)`` with out = (dG/dS_t)^-T r (``fused``: one
+  compiled call per day where the system has such a form).
 
 Gradients:
 
@@ -37,10 +38,11 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 
-from benchmark.errors import ConfigError, SolverError
+from benchmark.errors import SolverError
 from benchmark.models.base import Forcing, Structure
 from benchmark.solvers.base import TimeScheme
 from benchmark.solvers.dense import DenseSystem
+from benchmark.solvers.fused import fused_or_eager
 from benchmark.solvers.newton import DT, NewtonOptions
 
 GRADIENT_METHODS = ("adjoint", "autograd")
@@ -50,18 +52,6 @@ def implicit_system(structure: Structure, x: Forcing, p: Mapping[str, torch.Tens
     """The structure's own backward-Euler system, or the generic dense one."""
     system = structure.implicit_system(x, p, n_batch_dims)
     return DenseSystem(structure, x, p, n_batch_dims) if system is None else system
-
-
-def check_compile(structure: Structure, options: NewtonOptions) -> None:
-    """ConfigError when ``compile`` is asked together with a structure's eliminated solve.
-
-    ``compile`` compiles the full-vector Newton; silently trading the eliminated solve for it
-    would change the algorithm behind the user's back.
-    """
-    if options.compile and options.eliminate and structure.has_eliminated_solve:
-        raise ConfigError(
-            f"solver option compile=True compiles the full-vector Newton, but {structure.label} is solved by its "
-            "eliminated day solve (eliminate=True); pass eliminate=False to compile the full-vector Newton")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,9 +137,9 @@ def _newton_sequence(system: Any, S0: torch.Tensor, n_days: int, options: Newton
     With ``record`` (grad mode on and an input requiring grad) autograd records every Newton
     iteration (unrolled autograd); the eliminated solve is then never used.
     """
-    if options.eliminate and not record and not options.compile and system.can_eliminate:
+    if options.eliminate and not record and system.can_eliminate:
         states5, iterations, _ = system.eliminated(S0, n_days, options)
-        residual = _full_residual(system, S0, states5)
+        residual = _full_residual(system, S0, states5, options.compile)
         err = residual if options.rtol == 0.0 else (
             residual - options.rtol / DT * states5.abs().amax(1))  # conservative: the largest storage
         return states5, _RawStats(iterations, residual, ~(err <= options.tol))  # NaN: not converged
@@ -192,10 +182,10 @@ def _newton_sequence(system: Any, S0: torch.Tensor, n_days: int, options: Newton
     return states, _RawStats(iterations, residual, not_conv)
 
 
-def _full_residual(system: Any, S0: torch.Tensor, states5: torch.Tensor) -> torch.Tensor:
+def _full_residual(system: Any, S0: torch.Tensor, states5: torch.Tensor, fused: bool = False) -> torch.Tensor:
     """max_i |G_i| (mm/day) of every day and system, ``[T, *batch]``, in one vectorised pass."""
     prev = torch.cat((S0.movedim(-1, 0).unsqueeze(0), states5[:-1]), dim=0)
-    G = (states5 - prev) / DT - system.rhs_all_days(states5)
+    G = (states5 - prev) / DT - system.rhs_all_days(states5, fused=fused)
     return G.abs().amax(1)
 
 
@@ -254,7 +244,7 @@ class _AdjointSequence(torch.autograd.Function):
         names = setup["names"]
         x = Forcing(P, Tm, PET)
         system = implicit_system(structure, x, dict(zip(names, values)), states5.dim() - 2)
-        lam5 = _adjoint_states(system, states5, grad_states.movedim(-1, 1))
+        lam5 = _adjoint_states(system, states5, grad_states.movedim(-1, 1), setup["options"].compile)
 
         needs = ctx.needs_input_grad
         grad_S0 = lam5[0].movedim(0, -1) / DT if needs[1] else None
@@ -262,10 +252,12 @@ class _AdjointSequence(torch.autograd.Function):
         wanted = [i for i, flag in enumerate(needs[2:]) if flag]
         grads: list[torch.Tensor | None] = [None] * len(inputs)
         if wanted:
-            # dL/dtheta_t = lam_t^T df/dtheta_t for all days at once (static parameters sum over t)
+            # dL/dtheta_t = lam_t^T df/dtheta_t for all days at once (static parameters sum over t);
+            # fused: autograd runs the compiled backward of the compiled right-hand side
+            rhs = fused_or_eager(("rhs", structure), structure.rhs, setup["options"].compile)
             with torch.enable_grad():
                 leaves = [v.detach().requires_grad_(i in wanted) for i, v in enumerate(inputs)]
-                f = structure.rhs(states5.movedim(1, -1), Forcing(*leaves[:3]), dict(zip(names, leaves[3:])))
+                f = rhs(states5.movedim(1, -1), Forcing(*leaves[:3]), dict(zip(names, leaves[3:])))
                 got = torch.autograd.grad(f, [leaves[i] for i in wanted], grad_outputs=lam5.movedim(1, -1),
                                           allow_unused=True)
             for i, g in zip(wanted, got):
@@ -273,10 +265,10 @@ class _AdjointSequence(torch.autograd.Function):
         return (None, grad_S0, *grads)
 
 
-def _adjoint_states(system: Any, states5: torch.Tensor, grad5: torch.Tensor) -> torch.Tensor:
+def _adjoint_states(system: Any, states5: torch.Tensor, grad5: torch.Tensor, fused: bool = False) -> torch.Tensor:
     """Adjoint states ``[T, n, *batch]``: (dG/dS_t)^T lam_t = dL/dS_t + lam_{t+1}/dt, backwards in time."""
     n_days = states5.shape[0]
-    solve_transposed = system.adjoint_solver(states5)
+    solve_transposed = system.adjoint_solver(states5, fused=fused)
     inv_dt = 1.0 / DT
     grad5 = grad5.contiguous()
     lam = torch.empty_like(states5)
@@ -358,7 +350,6 @@ def backward_euler(structure: Structure, x: Forcing, p: Mapping[str, torch.Tenso
         raise SolverError(f"gradient must be one of {GRADIENT_METHODS}, got {gradient!r}")
     params = _check_inputs(structure, x, p, S0)
     opts = (options or NewtonOptions()).resolved(S0.dtype, S0.device)
-    check_compile(structure, opts)
     x = Forcing(*(torch.as_tensor(v, dtype=S0.dtype, device=S0.device) for v in x))
     if gradient == "adjoint":
         setup = {"structure": structure, "names": tuple(params), "options": opts}
@@ -389,11 +380,6 @@ class BackwardEuler(TimeScheme):
 
     def __init__(self, options: NewtonOptions | None = None) -> None:
         self.options = options or NewtonOptions()
-
-    def check(self, structure: Structure, gradient: str | None) -> str:
-        gradient = super().check(structure, gradient)
-        check_compile(structure, self.options)
-        return gradient
 
     def integrate(self, structure: Structure, x: Forcing, p: Mapping[str, torch.Tensor], S0: torch.Tensor,
                   gradient: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:

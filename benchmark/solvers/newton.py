@@ -43,10 +43,11 @@ class NewtonOptions:
         Check "all systems converged?" (a host synchronisation) every this many iterations;
         ``None``: every iteration on CPU, every 2 on CUDA.
     compile
-        Run the full-vector Newton update through ``torch.compile`` (fuses the elementwise work
-        into a few kernels; the first call pays the compilation). Where the structure has an
-        eliminated solve for its configuration, ``compile`` needs ``eliminate=False`` (the
-        eliminated solve is not compiled; asking for both is an error, not a silent switch).
+        Fuse the daily work into compiled calls (``torch.compile``, see
+        :mod:`benchmark.solvers.fused`): the structure's eliminated day solve and its adjoint's
+        transposed solve where it has fused forms (HBV), else the full-vector Newton's residual
+        and update. The first call of a kernel pays its compilation. The same solution as
+        without, to rounding.
     eliminate
         Use the structure's eliminated solve where it has one (e.g. HBV: the piecewise-linear
         storages solved exactly, Newton on soil moisture alone; the same solution at a third of

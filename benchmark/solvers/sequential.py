@@ -28,9 +28,10 @@ class OperatorSplitting(TimeScheme):
     Parameters
     ----------
     compile
-        Wrap the daily update in ``torch.compile`` (off by default; needs a C++ compiler on
-        CPU). Gradients then come from autograd through the compiled step: ``compile`` with the
-        hand-written backward is refused.
+        Fuse each day into one compiled call (``torch.compile``; off by default; needs a C++
+        compiler on CPU, see :mod:`benchmark.solvers.fused`). With the hand-written backward,
+        the forward and the reverse pass each make one fused call per day; with autograd,
+        autograd runs through the compiled daily update.
     """
 
     name = "sequential"
@@ -41,8 +42,8 @@ class OperatorSplitting(TimeScheme):
         self.compile = bool(compile)
 
     def default_gradient(self, structure: Structure) -> str:
-        """The hand-written reverse pass where the structure has one (and ``compile`` is off)."""
-        return "manual" if structure.has_hand_written_backward and not self.compile else "autograd"
+        """The hand-written reverse pass where the structure has one."""
+        return "manual" if structure.has_hand_written_backward else "autograd"
 
     def check(self, structure: Structure, gradient: str | None) -> str:
         refusal = structure.split_step_refusal()
@@ -52,17 +53,15 @@ class OperatorSplitting(TimeScheme):
         if gradient == "manual" and not structure.has_hand_written_backward:
             raise ConfigError(f"{structure.label} has no hand-written backward for the {self.name} scheme; "
                               "use gradient='autograd'")
-        if gradient == "manual" and self.compile:
-            raise ConfigError("compile=True runs autograd through the compiled daily update; "
-                              "it cannot be combined with gradient='manual'")
         return gradient
 
     def integrate(self, structure: Structure, x: Forcing, p: Mapping[str, torch.Tensor], S0: torch.Tensor,
                   gradient: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         days = structure.split_days(x, p, S0)
         needs_graph = torch.is_grad_enabled() and (S0.requires_grad or any(v.requires_grad for v in days.inputs))
-        if gradient == "manual" and needs_graph:
-            states, fluxes = days.hand_written(S0)
+        if gradient == "manual" and (needs_graph or self.compile):
+            # fused: the same per-day kernels with or without a gradient to take
+            states, fluxes = days.hand_written(S0, self.compile)
         else:
             states, fluxes = self._loop(days, S0, x.P.shape[0])
         return states, fluxes, {}
@@ -100,7 +99,7 @@ def integrate_sequential(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """HBV through :class:`OperatorSplitting`: the δHBV scheme (``NDC`` is not used: fixed to 1).
 
-    ``manual_backward``: when gradients are needed (and ``compile`` is off), the whole sequence
+    ``manual_backward``: when gradients are needed, the whole sequence
     is one autograd node with HBV's hand-written reverse pass (B=100, nmul=16, T=730 float32
     forward+backward on CPU: ~0.45 s vs ~0.6 s); ``False``: autograd through the daily loop.
     Returns the end-of-day storages ``[T, ..., 5]`` (mm) and the daily fluxes of
@@ -111,6 +110,6 @@ def integrate_sequential(
     structure = HBV(capillary_rise=capillary_rise)
     scheme = OperatorSplitting(compile=compile)
     require(p, structure.parameter_names, "sequential scheme")
-    gradient = scheme.check(structure, "manual" if manual_backward and not compile else "autograd")
+    gradient = scheme.check(structure, "manual" if manual_backward else "autograd")
     states, fluxes, _ = scheme.integrate(structure, x, p, S0, gradient)
     return states, fluxes

@@ -109,3 +109,7 @@ class HBV(Structure):
     @property
     def has_eliminated_solve(self) -> bool:
         return True
+
+    @property
+    def has_fused_eliminated_solve(self) -> bool:
+        return True

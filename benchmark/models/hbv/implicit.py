@@ -9,6 +9,7 @@ tests check every piece against the generic dense path (torch.func Jacobian, LU 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple, Sequence
 
 import torch
@@ -19,6 +20,7 @@ from benchmark.models.hbv.fluxes import (
 )
 from benchmark.models.hbv.jacobian import jacobian_entries, solve_newton_system
 from benchmark.models.snow import SnowForcing, backward_euler_snow
+from benchmark.solvers.fused import day_table, fused_or_eager, unpack_day
 from benchmark.solvers.newton import DT, NewtonOptions, NewtonStart, march_days, newton_start, scalar_newton
 
 
@@ -74,55 +76,38 @@ class HBVImplicitSystem:
         j = jacobian_entries(inner, c, self.capillary_rise)
         return torch.stack(solve_newton_system(j, G.unbind(0), self.capillary_rise))
 
-    def rhs_all_days(self, states5: torch.Tensor) -> torch.Tensor:
-        """f at the states of every day, ``[T, 5, *batch]`` (one vectorised pass)."""
-        return self.residual_terms_all_days(states5)[0]
+    def rhs_all_days(self, states5: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """f at the states of every day, ``[T, 5, *batch]`` (one vectorised pass; one compiled call with ``fused``)."""
+        rhs = fused_or_eager(("hbv-rhs-all-days", self.capillary_rise), partial(_rhs_all_days, self.capillary_rise),
+                             fused)
+        return rhs(states5, self.consts)
 
-    def residual_terms_all_days(self, states5: torch.Tensor) -> tuple[torch.Tensor, Inner]:
-        f, inner = flux_terms(states5, self.consts, self.capillary_rise, axis=1)
-        return storage_tendency(f, axis=1), inner
-
-    def adjoint_solver(self, states5: torch.Tensor) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
+    def adjoint_solver(self, states5: torch.Tensor, fused: bool = False
+                       ) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
         """``solve(t, r, out)``: out = (dG/dS_t)^-T r for day t, in place.
 
-        The Jacobians of all days, and every coefficient of the block-triangular transposed
-        solve that does not involve the right-hand side, are computed in one vectorised pass;
-        each day's solve is then a dozen fused multiply-adds.
+        Unfused, the Jacobians of all days, and every coefficient of the block-triangular
+        transposed solve that does not involve the right-hand side, are computed in one
+        vectorised pass; each day's solve is then a dozen fused multiply-adds. Fused, each day is
+        one compiled call that forms its own coefficients and solves (no table of every day's
+        coefficients goes through memory).
         """
         cap = self.capillary_rise
-        _, inner = self.residual_terms_all_days(states5)
-        j = jacobian_entries(inner, self.consts, cap, axis=1)
-        inv_dt = 1.0 / DT
-        a00, a01, a10, a11 = inv_dt - j.d00, -j.d01, -j.d10, inv_dt - j.d11
-        inv_det = 1.0 / (a00 * a11 - a01 * a10)
-        i22, i33, i44 = 1.0 / (inv_dt - j.d22), 1.0 / (inv_dt - j.d33), 1.0 / (inv_dt - j.d44)
-        coef = [a11 * inv_det, -a10 * inv_det, -a01 * inv_det, a00 * inv_det,  # inverse of the snow block^T
-                j.d20, j.d30, j.d21, j.d31, j.d32, j.d43, i22, i33]
-        if cap:
-            beta = (j.d32 * j.d43 * i33 + j.d42) * i22
-            coef += [j.d32 * i33, beta, j.d24, 1.0 / (inv_dt - j.d44 - j.d24 * beta)]
-        else:
-            coef += [i44]
-        table = torch.stack(torch.broadcast_tensors(*coef), dim=1)  # [T, n_coef, *batch]
+        if fused:
+            c_table = day_table(self.consts, states5.shape[2:])
+            c_rows = c_table.table.unbind(0) if c_table.table is not None else [None] * states5.shape[0]
+            day_states = states5.unbind(0)
+            day_solve = fused_or_eager(("hbv-adjoint-day", c_table.layout, cap),
+                                       partial(_adjoint_day, cap, c_table.layout), True)
+
+            def solve_fused(t: int, r: torch.Tensor, out: torch.Tensor) -> None:
+                out.copy_(day_solve(day_states[t], c_rows[t], c_table.statics, r))
+
+            return solve_fused
+        rows = _adjoint_coefficients(cap, states5, self.consts, axis=1).unbind(0)  # per day [n_coef, *batch]
 
         def solve(t: int, r: torch.Tensor, out: torch.Tensor) -> None:
-            m00, m01, m10, m11, d20, d30, d21, d31, d32, d43, i22, i33, *rest = table[t].unbind(0)
-            r0, r1, r2, r3, r4 = r.unbind(0)
-            if cap:
-                e23, beta, d24, i_den = rest
-                alpha = torch.addcmul(r2, e23, r3).mul_(i22)
-                l4 = torch.addcmul(r4, d24, alpha).mul_(i_den)
-                l3 = torch.addcmul(r3, d43, l4).mul_(i33)
-                l2 = torch.addcmul(alpha, beta, l4)
-            else:
-                l4 = r4 * rest[0]
-                l3 = torch.addcmul(r3, d43, l4).mul_(i33)
-                l2 = torch.addcmul(r2, d32, l3).mul_(i22)
-            s0 = torch.addcmul(torch.addcmul(r0, d20, l2), d30, l3)
-            s1 = torch.addcmul(torch.addcmul(r1, d21, l2), d31, l3)
-            torch.addcmul(m00 * s0, m01, s1, out=out[0])
-            torch.addcmul(m10 * s0, m11, s1, out=out[1])
-            out[2], out[3], out[4] = l2, l3, l4
+            out.copy_(transposed_day_solve(cap, rows[t], r))
 
         return solve
 
@@ -141,25 +126,128 @@ class HBVImplicitSystem:
 
     def eliminated(self, S0: torch.Tensor, n_days: int, options: NewtonOptions
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """States ``[T, 5, *batch]``, SM Newton updates and still-active masks ``[T, *batch]``."""
+        """States ``[T, 5, *batch]``, SM Newton updates and still-active masks ``[T, *batch]``.
+
+        With ``options.compile`` each day of a block of :func:`march_days` is one fused call of
+        :func:`eliminated_day` with a fixed number of Newton updates: the block's, rounded up to
+        one of :data:`UPDATE_BUCKETS`, and ``max_iter`` for a day solved again (where the
+        unfused path checks convergence after every update). Neither changes a result: a
+        converged system is frozen.
+        """
         batch = S0.shape[:-1]
         device = S0.device
         any_refreeze = (self.consts.refreeze_pot > 0.0).flatten(1).any(1).expand(n_days).tolist()
-        rday = per_day(_response_constants(self.consts))  # type: ignore[arg-type]
-        states = torch.empty((n_days, 5, *batch), dtype=S0.dtype, device=device)
+        response = _response_constants(self.consts)  # type: ignore[arg-type]
+        rday = per_day(response)
         iterations = torch.empty((n_days, *batch), dtype=torch.int32, device=device)
         not_conv = torch.empty((n_days, *batch), dtype=torch.bool, device=device)
         start = newton_start(batch, S0.dtype, device)
+        days: list[torch.Tensor] = [S0] * n_days
+        cap = self.capillary_rise
+        if options.compile:
+            c_table, r_table = day_table(self.consts, batch), day_table(response, batch)
+            c_rows = c_table.table.unbind(0) if c_table.table is not None else [None] * n_days
+            r_rows = r_table.table.unbind(0) if r_table.table is not None else [None] * n_days
 
-        def day_step(t: int, prev: Sequence[torch.Tensor], updates: int | None):
-            new, iters, active = eliminated_day(prev, self.day(t), rday(t), self.capillary_rise, options, start,
-                                                any_refreeze[t], updates)
-            out = states[t]
-            torch.stack(new, out=out)
-            return out.unbind(0), iters, active
+        def day_step(t: int, prev: torch.Tensor, updates: int | None):
+            if options.compile:
+                fused = eliminated_kernel(c_table.layout, r_table.layout, cap, options,
+                                          options.max_iter if updates is None else updates)
+                new5, iters, active = fused(prev, c_rows[t], c_table.statics, r_rows[t], r_table.statics)
+            else:
+                new, iters, active = eliminated_day(prev, self.day(t), rday(t), cap, options, start, any_refreeze[t],
+                                                    updates)
+                new5 = torch.stack(new)
+            days[t] = new5
+            return new5, iters, active
 
-        march_days(day_step, S0.movedim(-1, 0).clamp_min(0.0).unbind(0), n_days, options, iterations, not_conv)
-        return states, iterations, not_conv
+        march_days(day_step, S0.movedim(-1, 0).clamp_min(0.0).contiguous(), n_days, options, iterations, not_conv)
+        return torch.stack(days), iterations, not_conv
+
+
+UPDATE_BUCKETS = (6, 8, 12, 16, 20)
+"""Newton updates per day of the fused eliminated solve: a block's count is rounded up to one of
+these (then capped at ``max_iter``), so that a handful of compiled variants serve every block."""
+
+
+def eliminated_kernel(c_layout: tuple, r_layout: tuple, capillary_rise: bool, options: NewtonOptions,
+                      updates: int) -> Callable:
+    """The fused :func:`eliminated_day`: ``(prev5, c_row, c_statics, r_row, r_statics) -> (new5, iters, active)``.
+
+    ``prev5``/``new5`` storage-first ``[5, *batch]`` (mm); the rows and statics are those of
+    :func:`~benchmark.solvers.fused.day_table` for the day constants and the response constants.
+    """
+    updates = min(next((b for b in UPDATE_BUCKETS if b >= updates), updates), options.max_iter)
+
+    def day(prev5: torch.Tensor, c_row: torch.Tensor | None, c_statics: tuple, r_row: torch.Tensor | None,
+            r_statics: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c = unpack_day(DayConstants, c_layout, c_row, c_statics)
+        r = unpack_day(_Response, r_layout, r_row, r_statics)
+        start = newton_start(prev5.shape[1:], prev5.dtype, prev5.device)
+        new, iters, active = eliminated_day(prev5, c, r, capillary_rise, options, start, True, updates)
+        return torch.stack(new), iters, active
+
+    key = ("hbv-eliminated-day", c_layout, r_layout, capillary_rise, options.tol, options.rtol, updates)
+    return fused_or_eager(key, day, True)
+
+
+def _rhs_all_days(capillary_rise: bool, states5: torch.Tensor, consts: DayConstants) -> torch.Tensor:
+    f, _ = flux_terms(states5, consts, capillary_rise, axis=1)
+    return storage_tendency(f, axis=1)
+
+
+def _adjoint_coefficients(capillary_rise: bool, states: torch.Tensor, consts: DayConstants, axis: int
+                          ) -> torch.Tensor:
+    """The coefficients of the transposed solve (see :func:`transposed_day_solve`) at storages ``states``.
+
+    ``axis`` is the storage axis of ``states``: 1 for every day at once (``[T, 5, *batch]`` ->
+    ``[T, n_coef, *batch]``), 0 for one day (``[5, *batch]`` -> ``[n_coef, *batch]``).
+    """
+    _, inner = flux_terms(states, consts, capillary_rise, axis=axis)
+    j = jacobian_entries(inner, consts, capillary_rise, axis=axis)
+    inv_dt = 1.0 / DT
+    a00, a01, a10, a11 = inv_dt - j.d00, -j.d01, -j.d10, inv_dt - j.d11
+    inv_det = 1.0 / (a00 * a11 - a01 * a10)
+    i22, i33, i44 = 1.0 / (inv_dt - j.d22), 1.0 / (inv_dt - j.d33), 1.0 / (inv_dt - j.d44)
+    coef = [a11 * inv_det, -a10 * inv_det, -a01 * inv_det, a00 * inv_det,  # inverse of the snow block^T
+            j.d20, j.d30, j.d21, j.d31, j.d32, j.d43, i22, i33]
+    if capillary_rise:
+        beta = (j.d32 * j.d43 * i33 + j.d42) * i22
+        coef += [j.d32 * i33, beta, j.d24, 1.0 / (inv_dt - j.d44 - j.d24 * beta)]
+    else:
+        coef += [i44]
+    return torch.stack(torch.broadcast_tensors(*coef), dim=axis)
+
+
+def _adjoint_day(capillary_rise: bool, layout: tuple, S5: torch.Tensor, c_row: torch.Tensor | None,
+                 c_statics: tuple, r: torch.Tensor) -> torch.Tensor:
+    """One day of the adjoint's transposed solve from the day's storages and constants (the fused form)."""
+    c = unpack_day(DayConstants, layout, c_row, c_statics)
+    return transposed_day_solve(capillary_rise, _adjoint_coefficients(capillary_rise, S5, c, axis=0), r)
+
+
+def transposed_day_solve(capillary_rise: bool, coef: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """(dG/dS_t)^-T r for one day from its precomputed coefficients (see :meth:`HBVImplicitSystem.adjoint_solver`).
+
+    ``coef`` ``[n_coef, *batch]``, ``r`` and the result storage-first ``[5, *batch]``. The
+    transposed Jacobian is block upper triangular: the response storages first (SLZ, SUZ, SM,
+    coupled through capillary rise when it is on), then the snow block from what they give it.
+    """
+    m00, m01, m10, m11, d20, d30, d21, d31, d32, d43, i22, i33, *rest = coef.unbind(0)
+    r0, r1, r2, r3, r4 = r.unbind(0)
+    if capillary_rise:
+        e23, beta, d24, i_den = rest
+        alpha = (r2 + e23 * r3) * i22
+        l4 = (r4 + d24 * alpha) * i_den
+        l3 = (r3 + d43 * l4) * i33
+        l2 = alpha + beta * l4
+    else:
+        l4 = r4 * rest[0]
+        l3 = (r3 + d43 * l4) * i33
+        l2 = (r2 + d32 * l3) * i22
+    s0 = r0 + d20 * l2 + d30 * l3
+    s1 = r1 + d21 * l2 + d31 * l3
+    return torch.stack((m00 * s0 + m01 * s1, m10 * s0 + m11 * s1, l2, l3, l4))
 
 
 def eliminated_day(prev: Sequence[torch.Tensor], c: DayConstants, r: "_Response", capillary_rise: bool,

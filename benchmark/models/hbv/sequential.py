@@ -15,7 +15,8 @@ refreezing, log FC) is computed for all days at once before the time loop
 paths: autograd through the loop of :mod:`benchmark.solvers.sequential`, and
 :class:`SequentialFunction`, the whole sequence as one autograd node whose backward walks the
 days in reverse applying the chain rule of each step written out by hand
-(:func:`backward_day`). Autograd through the loop records ~45 graph nodes per day; on a CPU
+(:func:`backward_day`), unfused or, with ``compile``, as one compiled call per day each way
+(:class:`FusedSequentialFunction`). Autograd through the loop records ~45 graph nodes per day; on a CPU
 the engine's per-node overhead dominates the backward pass at training sizes (1600 systems per
 op), which the hand-written pass avoids. Its branch choices (subgradients at kinks) are
 autograd's: ``where(a <= b, a, b)`` sends the gradient to ``a`` on a tie, ``relu`` passes none
@@ -27,7 +28,7 @@ or static (broadcastable to ``batch``).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -36,6 +37,7 @@ from benchmark.models.hbv.fluxes import REPORTED_FLUXES
 from benchmark.models.hbv.parameters import BASE_PARAMETERS
 from benchmark.models.reverse import where_else_zero, zero_where
 from benchmark.models.snow import SnowForcing, snow_forcing, split_snow_day, split_snow_day_reverse
+from benchmark.solvers.fused import fused_or_eager
 
 SM_MIN_SEQUENTIAL = 1e-5
 """Floor of soil moisture (and of SLZ after capillary rise) in the sequential scheme (mm)."""
@@ -295,6 +297,116 @@ def _reduce(g: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return g if tuple(g.shape) == tuple(shape) else g.sum_to_size(shape)
 
 
+# ---------------------------------------------------------------------------------------------
+# The fused pass: one compiled call per day forward and one per day backward
+# (benchmark/solvers/fused.py). The backward call recomputes its day's forward from the entering
+# storages and applies backward_day: recomputing a day costs less than storing its two dozen
+# intermediates, since the pass is dispatch-bound, not compute-bound.
+
+
+def _assemble(dynamic: Sequence[bool], row: torch.Tensor, statics: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The day's inputs in :data:`DAY_INPUTS` order from the stacked dynamic row and the static inputs."""
+    rows, fixed = iter(row.unbind(0)), iter(statics)
+    return [next(rows) if is_dynamic else next(fixed) for is_dynamic in dynamic]
+
+
+def _stack_fluxes(fluxes: Sequence[torch.Tensor | None], like: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.zeros_like(like) if f is None else f.expand_as(like) for f in fluxes])
+
+
+def sequential_kernels(dynamic: tuple[bool, ...], capillary_rise: bool, sm_min: float, fused: bool
+                       ) -> tuple[Callable, Callable]:
+    """The forward and reverse day functions of the sequential scheme for one input layout.
+
+    Returns
+    -------
+    forward(state5, row, statics) -> (state5, fluxes9)
+        ``state5`` storages ``[5, *batch]`` (mm), ``row`` the day's dynamic inputs
+        ``[k, *batch]``, ``statics`` the static inputs; fluxes ``[N_FLUXES, *batch]`` (mm/day).
+    reverse(prev5, row, statics, g_next5, g_out5, g_flux, g_static) -> (g_prev5, g_row, g_static)
+        Gradients with respect to the entering storages, the day's dynamic inputs
+        ``[k, *batch]`` and the running sum of the static inputs' gradients ``[s, *batch]``;
+        ``g_next5`` is the gradient arriving from the next day, ``g_out5`` that of the day's
+        reported storages, ``g_flux`` that of its fluxes.
+    """
+    n_static = dynamic.count(False)
+
+    def forward(state5: torch.Tensor, row: torch.Tensor, statics: tuple[torch.Tensor, ...]):
+        d = _assemble(dynamic, row, statics)
+        state, fluxes, _ = forward_day(tuple(state5.unbind(0)), d, capillary_rise, sm_min, False)
+        new5 = torch.stack(state)
+        return new5, _stack_fluxes(fluxes, new5[0])
+
+    def reverse(prev5: torch.Tensor, row: torch.Tensor, statics: tuple[torch.Tensor, ...], g_next5: torch.Tensor,
+                g_out5: torch.Tensor, g_flux: torch.Tensor, g_static: torch.Tensor):
+        d = _assemble(dynamic, row, statics)
+        _, _, saved = forward_day(tuple(prev5.unbind(0)), d, capillary_rise, sm_min, True)
+        g_state = tuple((g_next5 + g_out5).unbind(0))
+        g_prev, gi = backward_day(g_state, tuple(g_flux.unbind(0)), saved, d, capillary_rise)
+        like = g_prev[0]
+        zero = torch.zeros_like(like)
+        g_row = [zero if g is None else g.expand_as(like) for g, dyn in zip(gi, dynamic) if dyn]
+        g_fixed = [zero if g is None else g.expand_as(like) for g, dyn in zip(gi, dynamic) if not dyn]
+        g_static = g_static + torch.stack(g_fixed) if n_static else g_static
+        return torch.stack(g_prev), torch.stack(g_row), g_static
+
+    key = ("hbv-sequential", dynamic, capillary_rise, sm_min)
+    return fused_or_eager(key + ("forward",), forward, fused), fused_or_eager(key + ("reverse",), reverse, fused)
+
+
+class FusedSequentialFunction(torch.autograd.Function):
+    """Whole-sequence sequential δHBV, one fused call per day forward and one per day backward.
+
+    Same inputs and outputs as :class:`~benchmark.models.hbv.sequential.SequentialFunction`.
+    """
+
+    @staticmethod
+    def forward(ctx, capillary_rise: bool, sm_min: float, dynamic: tuple[bool, ...], fused: bool, S0: torch.Tensor,
+                *inputs: torch.Tensor):
+        batch = S0.shape[:-1]
+        dyn = [v for v, is_dynamic in zip(inputs, dynamic) if is_dynamic]
+        statics = tuple(v for v, is_dynamic in zip(inputs, dynamic) if not is_dynamic)
+        table = torch.stack([torch.broadcast_to(v, dyn[0].shape[:1] + batch) for v in dyn], dim=1)  # [T, k, *batch]
+        forward_fn, _ = sequential_kernels(dynamic, capillary_rise, sm_min, fused)
+        state = S0.movedim(-1, 0).contiguous()
+        states, fluxes = [], []
+        for row in table.unbind(0):
+            state, flux = forward_fn(state, row, statics)
+            states.append(state)
+            fluxes.append(flux)
+        states5 = torch.stack(states)  # [T, 5, *batch]
+        ctx.setup = (capillary_rise, sm_min, dynamic, fused)
+        ctx.save_for_backward(S0, table, states5, *inputs)
+        return (states5.movedim(1, -1), *torch.stack(fluxes).unbind(1))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_states: torch.Tensor, *g_fluxes: torch.Tensor):
+        capillary_rise, sm_min, dynamic, fused = ctx.setup
+        S0, table, states5, *inputs = ctx.saved_tensors
+        statics = tuple(v for v, is_dynamic in zip(inputs, dynamic) if not is_dynamic)
+        _, reverse_fn = sequential_kernels(dynamic, capillary_rise, sm_min, fused)
+        n_days = table.shape[0]
+        prev5 = torch.cat((S0.movedim(-1, 0).unsqueeze(0), states5[:-1]))
+        g_out5 = g_states.movedim(-1, 1).contiguous()
+        g_flux = torch.stack(g_fluxes, dim=1)
+        g_state = torch.zeros_like(states5[0])
+        g_static = g_state.new_zeros((dynamic.count(False), *g_state.shape[1:]))
+        g_rows: list[torch.Tensor] = [g_state] * n_days
+        rows, prevs, outs, flux_days = table.unbind(0), prev5.unbind(0), g_out5.unbind(0), g_flux.unbind(0)
+        for t in range(n_days - 1, -1, -1):
+            g_state, g_rows[t], g_static = reverse_fn(prevs[t], rows[t], statics, g_state, outs[t], flux_days[t],
+                                                      g_static)
+        g_table = torch.stack(g_rows)
+        g_dyn, g_fixed = iter(g_table.unbind(1)), iter(g_static.unbind(0))
+        grads = []
+        for k, (v, is_dynamic) in enumerate(zip(inputs, dynamic)):
+            g = next(g_dyn) if is_dynamic else next(g_fixed)
+            grads.append(_reduce(g, v.shape) if ctx.needs_input_grad[5 + k] else None)
+        g_s0 = g_state.movedim(0, -1) if ctx.needs_input_grad[4] else None
+        return (None, None, None, None, g_s0, *grads)
+
+
 def _step_plain(state, day):
     """One day of the original δHBV (no capillary rise): (state, fluxes)."""
     state, fluxes, _ = forward_day(state, day, False, SM_MIN_SEQUENTIAL, False)
@@ -355,8 +467,12 @@ def split_days(x: Forcing, p: Mapping[str, torch.Tensor | float], S0: torch.Tens
     inputs += [params[name] for name in LOOP_PARAMETERS]
     flags = [True] * len(terms) + [dynamic[name] for name in LOOP_PARAMETERS]
 
-    def hand_written(s0: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        states, *series = SequentialFunction.apply(capillary_rise, SM_MIN_SEQUENTIAL, tuple(flags), s0, *inputs)
+    def hand_written(s0: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if fused:
+            states, *series = FusedSequentialFunction.apply(capillary_rise, SM_MIN_SEQUENTIAL, tuple(flags), True, s0,
+                                                            *inputs)
+        else:
+            states, *series = SequentialFunction.apply(capillary_rise, SM_MIN_SEQUENTIAL, tuple(flags), s0, *inputs)
         return states, dict(zip(FLUX_NAMES, series))
 
     return SplitDays(
