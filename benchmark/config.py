@@ -119,6 +119,9 @@ class ProfileConfig(_Strict):
     nmul: PositiveInt = 16
     iterations_per_epoch: PositiveInt | None = None
     seeds: list[Seed] = Field(default=[111111], min_length=1)
+    #: fused daily kernels (see TrainConfig.compile): pays off from a few hundred training steps;
+    #: a profile of a handful of steps spends more time compiling than it saves
+    compile: bool = False
 
     @model_validator(mode="after")
     def _periods_disjoint(self) -> "ProfileConfig":
@@ -175,7 +178,9 @@ class TrainConfig(_Strict):
     max_not_converged_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     #: null: the model's own dynamic parameters (registry); a list overrides them (tuning, --hyperparams)
     dynamic_parameters: list[str] | None = None
-    compile: bool = False
+    #: fused daily kernels of the time scheme (torch.compile, benchmark/solvers/fused.py); the same
+    #: results as without to rounding; the network is not compiled. null: the profile's ``compile``
+    compile: bool | None = None
     #: torch CPU threads per process (null: cores / workers for a known worker, else torch's default);
     #: speed, not results beyond rounding (benchmark.threads)
     threads: PositiveInt | None = None
@@ -369,6 +374,11 @@ class Params(_Strict):
     def active(self) -> ProfileConfig:
         """The profile selected by the top-level ``profile`` key."""
         return self.profiles[self.profile]
+
+    @property
+    def fused_kernels(self) -> bool:
+        """Whether the time schemes run their fused daily kernels: ``train.compile``, else the profile's."""
+        return self.train.compile if self.train.compile is not None else self.active.compile
 
 
 def format_validation_error(source: Path | str, err: ValidationError) -> str:

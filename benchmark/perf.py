@@ -261,6 +261,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         memory_kind = "peak RSS increase"
     # after the timed steps and the memory reading: the profiler slows the step and keeps its events
     ops_days = min(job["days"], OPS_DAYS)
+    step(ops_days)  # a warm step of this length first: with --compile, its new shapes compile here
     aten_ops = count_aten_ops(lambda: step(ops_days))
     totals = [f + b for f, b in zip(forward, backward)]
     return {

@@ -201,7 +201,7 @@ class DifferentiableHBV(nn.Module):
 
 def solver_options(params: Params) -> dict[str, Any]:
     """Options passed to ``simulate`` for the implicit solver."""
-    options: dict[str, Any] = {"max_iter": params.train.newton_max_iter, "compile": params.train.compile}
+    options: dict[str, Any] = {"max_iter": params.train.newton_max_iter, "compile": params.fused_kernels}
     if params.train.newton_tol is not None:
         options["tol"] = params.train.newton_tol
     return options

@@ -400,8 +400,6 @@ def train_model(
             state = _restore(setup.plan.checkpoint, model, optimizer, sampler, device) if setup.plan.checkpoint \
                 else TrainState()
             model.network = distributed.wrap(model.network, ranks, device)  # type: ignore[assignment]
-            if params.train.compile:
-                model.network = torch.compile(model.network)  # type: ignore[assignment]
             context = _TrackedTraining(params, spec, model_name, seed, epochs, setup.n_iterations, setup.fingerprint,
                                        state, track)
             started = time.perf_counter()
