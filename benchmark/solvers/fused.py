@@ -79,13 +79,15 @@ class DayTable(NamedTuple):
     """A named tuple of per-day constants split for fused day functions.
 
     ``table`` stacks the entries with a day axis, broadcast to the batch (``[T, k, *batch]``,
-    ``None`` if there are none); ``statics`` holds the tensor entries without one; ``layout``
+    ``None`` if there are none); ``statics`` stacks the tensor entries without one, broadcast to the
+    batch (``[s, *batch]``, ``None`` if there are none: one argument instead of one per entry,
+    since a compiled call checks each tensor argument before it runs); ``layout``
     says for each field where it comes from: ``"timed"``, ``"static"``, or ``("value", v)`` for
     a Python number or ``None`` (part of the kernel's identity).
     """
 
     table: torch.Tensor | None
-    statics: tuple[torch.Tensor, ...]
+    statics: torch.Tensor | None
     layout: tuple
 
 
@@ -96,18 +98,18 @@ def day_table(consts: NamedTuple, batch: Sequence[int]) -> DayTable:
         if not isinstance(v, torch.Tensor):
             layout.append(("value", v))
         elif v.shape[0] == 1:
-            statics.append(v[0])
+            statics.append(torch.broadcast_to(v[0], tuple(batch)))
             layout.append("static")
         else:
             timed.append(torch.broadcast_to(v, v.shape[:1] + tuple(batch)))
             layout.append("timed")
     table = torch.stack(timed, dim=1) if timed else None
-    return DayTable(table, tuple(statics), tuple(layout))
+    return DayTable(table, torch.stack(statics) if statics else None, tuple(layout))
 
 
-def unpack_day(kind: type, layout: tuple, row: torch.Tensor | None, statics: Sequence[torch.Tensor]) -> NamedTuple:
+def unpack_day(kind: type, layout: tuple, row: torch.Tensor | None, statics: torch.Tensor | None) -> NamedTuple:
     """One day's ``kind`` (a named tuple class) from its row of :attr:`DayTable.table` and the statics."""
     rows = iter(row.unbind(0)) if row is not None else iter(())
-    fixed = iter(statics)
+    fixed = iter(statics.unbind(0)) if statics is not None else iter(())
     values = [next(rows) if where == "timed" else next(fixed) if where == "static" else where[1] for where in layout]
     return kind(*values)

@@ -179,8 +179,8 @@ def eliminated_kernel(c_layout: tuple, r_layout: tuple, capillary_rise: bool, op
     """
     updates = min(next((b for b in UPDATE_BUCKETS if b >= updates), updates), options.max_iter)
 
-    def day(prev5: torch.Tensor, c_row: torch.Tensor | None, c_statics: tuple, r_row: torch.Tensor | None,
-            r_statics: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def day(prev5: torch.Tensor, c_row: torch.Tensor | None, c_statics: torch.Tensor | None,
+            r_row: torch.Tensor | None, r_statics: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = unpack_day(DayConstants, c_layout, c_row, c_statics)
         r = unpack_day(_Response, r_layout, r_row, r_statics)
         start = newton_start(prev5.shape[1:], prev5.dtype, prev5.device)
@@ -220,7 +220,7 @@ def _adjoint_coefficients(capillary_rise: bool, states: torch.Tensor, consts: Da
 
 
 def _adjoint_day(capillary_rise: bool, layout: tuple, S5: torch.Tensor, c_row: torch.Tensor | None,
-                 c_statics: tuple, r: torch.Tensor) -> torch.Tensor:
+                 c_statics: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
     """One day of the adjoint's transposed solve from the day's storages and constants (the fused form)."""
     c = unpack_day(DayConstants, layout, c_row, c_statics)
     return transposed_day_solve(capillary_rise, _adjoint_coefficients(capillary_rise, S5, c, axis=0), r)

@@ -304,9 +304,9 @@ def _reduce(g: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 # intermediates, since the pass is dispatch-bound, not compute-bound.
 
 
-def _assemble(dynamic: Sequence[bool], row: torch.Tensor, statics: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The day's inputs in :data:`DAY_INPUTS` order from the stacked dynamic row and the static inputs."""
-    rows, fixed = iter(row.unbind(0)), iter(statics)
+def _assemble(dynamic: Sequence[bool], row: torch.Tensor, statics: torch.Tensor) -> list[torch.Tensor]:
+    """The day's inputs in :data:`DAY_INPUTS` order from the stacked dynamic row and stacked static inputs."""
+    rows, fixed = iter(row.unbind(0)), iter(statics.unbind(0))
     return [next(rows) if is_dynamic else next(fixed) for is_dynamic in dynamic]
 
 
@@ -322,7 +322,7 @@ def sequential_kernels(dynamic: tuple[bool, ...], capillary_rise: bool, sm_min: 
     -------
     forward(state5, row, statics) -> (state5, fluxes9)
         ``state5`` storages ``[5, *batch]`` (mm), ``row`` the day's dynamic inputs
-        ``[k, *batch]``, ``statics`` the static inputs; fluxes ``[N_FLUXES, *batch]`` (mm/day).
+        ``[k, *batch]``, ``statics`` the static inputs stacked ``[s, *batch]``; fluxes ``[N_FLUXES, *batch]`` (mm/day).
     reverse(prev5, row, statics, g_next5, g_out5, g_flux, g_static) -> (g_prev5, g_row, g_static)
         Gradients with respect to the entering storages, the day's dynamic inputs
         ``[k, *batch]`` and the running sum of the static inputs' gradients ``[s, *batch]``;
@@ -331,13 +331,13 @@ def sequential_kernels(dynamic: tuple[bool, ...], capillary_rise: bool, sm_min: 
     """
     n_static = dynamic.count(False)
 
-    def forward(state5: torch.Tensor, row: torch.Tensor, statics: tuple[torch.Tensor, ...]):
+    def forward(state5: torch.Tensor, row: torch.Tensor, statics: torch.Tensor):
         d = _assemble(dynamic, row, statics)
         state, fluxes, _ = forward_day(tuple(state5.unbind(0)), d, capillary_rise, sm_min, False)
         new5 = torch.stack(state)
         return new5, _stack_fluxes(fluxes, new5[0])
 
-    def reverse(prev5: torch.Tensor, row: torch.Tensor, statics: tuple[torch.Tensor, ...], g_next5: torch.Tensor,
+    def reverse(prev5: torch.Tensor, row: torch.Tensor, statics: torch.Tensor, g_next5: torch.Tensor,
                 g_out5: torch.Tensor, g_flux: torch.Tensor, g_static: torch.Tensor):
         d = _assemble(dynamic, row, statics)
         _, _, saved = forward_day(tuple(prev5.unbind(0)), d, capillary_rise, sm_min, True)
@@ -354,6 +354,12 @@ def sequential_kernels(dynamic: tuple[bool, ...], capillary_rise: bool, sm_min: 
     return fused_or_eager(key + ("forward",), forward, fused), fused_or_eager(key + ("reverse",), reverse, fused)
 
 
+def _stack_statics(inputs: Sequence[torch.Tensor], dynamic: Sequence[bool], batch: Sequence[int]) -> torch.Tensor:
+    """The static inputs broadcast to the batch and stacked, ``[s, *batch]``: one kernel argument."""
+    fixed = [torch.broadcast_to(v, tuple(batch)) for v, is_dynamic in zip(inputs, dynamic) if not is_dynamic]
+    return torch.stack(fixed) if fixed else inputs[0].new_zeros((0, *batch))
+
+
 class FusedSequentialFunction(torch.autograd.Function):
     """Whole-sequence sequential δHBV, one fused call per day forward and one per day backward.
 
@@ -365,7 +371,7 @@ class FusedSequentialFunction(torch.autograd.Function):
                 *inputs: torch.Tensor):
         batch = S0.shape[:-1]
         dyn = [v for v, is_dynamic in zip(inputs, dynamic) if is_dynamic]
-        statics = tuple(v for v, is_dynamic in zip(inputs, dynamic) if not is_dynamic)
+        statics = _stack_statics(inputs, dynamic, batch)
         table = torch.stack([torch.broadcast_to(v, dyn[0].shape[:1] + batch) for v in dyn], dim=1)  # [T, k, *batch]
         forward_fn, _ = sequential_kernels(dynamic, capillary_rise, sm_min, fused)
         state = S0.movedim(-1, 0).contiguous()
@@ -384,7 +390,7 @@ class FusedSequentialFunction(torch.autograd.Function):
     def backward(ctx, g_states: torch.Tensor, *g_fluxes: torch.Tensor):
         capillary_rise, sm_min, dynamic, fused = ctx.setup
         S0, table, states5, *inputs = ctx.saved_tensors
-        statics = tuple(v for v, is_dynamic in zip(inputs, dynamic) if not is_dynamic)
+        statics = _stack_statics(inputs, dynamic, S0.shape[:-1])
         _, reverse_fn = sequential_kernels(dynamic, capillary_rise, sm_min, fused)
         n_days = table.shape[0]
         prev5 = torch.cat((S0.movedim(-1, 0).unsqueeze(0), states5[:-1]))
