@@ -27,6 +27,7 @@ from benchmark.models.parameters import HBV_PARAMETERS
 from benchmark.solvers.implicit import backward_euler
 from benchmark.solvers.newton import NewtonOptions
 from tests.models_reference import forcing
+from tests.training_fixtures import ci_data_dir, ci_dataset, ci_params  # noqa: F401 - fixtures
 
 N_BASINS, NMUL, N_DAYS = 3, 2, 200
 DYNAMIC = ("BETA", "BETAET")
@@ -132,3 +133,26 @@ def test_a_fused_training_step_dispatches_at_most_40_aten_operations_per_day(mod
 
     step()  # compiles
     assert _aten_ops(step) / N_DAYS <= MAX_ATEN_OPS_PER_DAY
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["dhbv", "dhbv_adj_cr"])
+def test_training_and_evaluation_with_train_compile_give_the_unfused_results(model, tmp_path, ci_data_dir,
+                                                                              ci_dataset) -> None:
+    """``train.compile: true`` on the real ci basins: the same losses and test metrics as unfused, to float32 rounding."""
+    from benchmark.training.evaluate import evaluate_model
+    from benchmark.training.trainer import train_model
+
+    runs = {}
+    for fused in (False, True):
+        folder = tmp_path / ("fused" if fused else "eager")
+        folder.mkdir()
+        params = ci_params(folder, ci_data_dir, compile=fused)
+        assert params.fused_kernels is fused
+        trained = train_model(params, model, epochs=2, dataset=ci_dataset, track=False)
+        per_basin, _ = evaluate_model(params, model, dataset=ci_dataset, track=False)
+        runs[fused] = ([h["train_loss"] for h in trained.history], per_basin)
+    (loss_eager, eager), (loss_fused, fused_) = runs[False], runs[True]
+    assert loss_fused == pytest.approx(loss_eager, rel=1e-4)
+    for column in ("NSE", "KGE"):
+        assert fused_[column].to_numpy() == pytest.approx(eager[column].to_numpy(), rel=1e-3, abs=1e-4), column
