@@ -94,8 +94,8 @@ class DenseSystem:
         raise NotImplementedError(f"{self.structure!r} has no eliminated backward-Euler solve")
 
     def adjoint_solver(self, states5: torch.Tensor, fused: bool = False
-                       ) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
-        """``solve(t, r, out)``: out = (dG/dS_t)^-T r, storage-first, for days visited last to first.
+                       ) -> Callable[[int, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        """``adjoint_day(t, g, lam_next)``: (dG/dS_t)^-T (g + lam_next / dt), storage-first, days visited last to first.
 
         ``fused`` is accepted for the interface and changes nothing: each day is already one
         batched triangular solve.
@@ -116,12 +116,13 @@ class DenseSystem:
                 A = eye - jacobian(self.structure, S, x, p)
             cache["first"], cache["lu"] = first, torch.linalg.lu_factor(A)
 
-        def solve(t: int, r: torch.Tensor, out: torch.Tensor) -> None:
+        def adjoint_day(t: int, g: torch.Tensor, lam_next: torch.Tensor | None) -> torch.Tensor:
             if t < cache["first"]:
                 factorise(t)
             lu, pivots = cache["lu"]
             k = t - cache["first"]
+            r = g if lam_next is None else g + lam_next / DT
             lam = torch.linalg.lu_solve(lu[k], pivots[k], r.movedim(0, -1).unsqueeze(-1), adjoint=True)
-            out.copy_(lam.squeeze(-1).movedim(-1, 0))
+            return lam.squeeze(-1).movedim(-1, 0)
 
-        return solve
+        return adjoint_day

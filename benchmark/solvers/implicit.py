@@ -18,7 +18,8 @@ block-triangular solves and its eliminated day solve), else
 - ``newton_step(inner, c, G)``: (I/dt - df/dS)^-1 G;
 - ``rhs_all_days(states5, fused)``: f of every day at once (``[T, n, *batch]``), for the statistics;
 - ``can_eliminate`` and ``eliminated(S0, n_days, options)``: an exact day-by-day solve, if any;
-- ``adjoint_solver(states5, fused)``: ``solve(t, r, out)`` with out = (dG/dS_t)^-T r (``fused``: one
+- ``adjoint_solver(states5, fused)``: ``adjoint_day(t, g_t, lam_next) -> lam_t``, the day's adjoint
+  state (dG/dS_t)^-T (g_t + lam_next / dt) (``lam_next`` None on the last day; ``fused``: one
   compiled call per day where the system has such a form).
 
 Gradients:
@@ -268,17 +269,13 @@ class _AdjointSequence(torch.autograd.Function):
 def _adjoint_states(system: Any, states5: torch.Tensor, grad5: torch.Tensor, fused: bool = False) -> torch.Tensor:
     """Adjoint states ``[T, n, *batch]``: (dG/dS_t)^T lam_t = dL/dS_t + lam_{t+1}/dt, backwards in time."""
     n_days = states5.shape[0]
-    solve_transposed = system.adjoint_solver(states5, fused=fused)
-    inv_dt = 1.0 / DT
-    grad5 = grad5.contiguous()
-    lam = torch.empty_like(states5)
+    adjoint_day = system.adjoint_solver(states5, fused=fused)
+    grads = grad5.unbind(0)
+    lams: list[torch.Tensor] = [grads[0]] * n_days
     lam_next: torch.Tensor | None = None
     for t in range(n_days - 1, -1, -1):
-        r = grad5[t] if lam_next is None else grad5[t] + lam_next * inv_dt
-        out = lam[t]
-        solve_transposed(t, r, out)
-        lam_next = out
-    return lam
+        lam_next = lams[t] = adjoint_day(t, grads[t], lam_next)
+    return torch.stack(lams)
 
 
 def _summarise(raw: _RawStats, options: NewtonOptions) -> dict:

@@ -83,33 +83,35 @@ class HBVImplicitSystem:
         return rhs(states5, self.consts)
 
     def adjoint_solver(self, states5: torch.Tensor, fused: bool = False
-                       ) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
-        """``solve(t, r, out)``: out = (dG/dS_t)^-T r for day t, in place.
+                       ) -> Callable[[int, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        """``adjoint_day(t, g, lam_next)``: (dG/dS_t)^-T (g + lam_next / dt), storage-first.
 
         Unfused, the Jacobians of all days, and every coefficient of the block-triangular
         transposed solve that does not involve the right-hand side, are computed in one
         vectorised pass; each day's solve is then a dozen fused multiply-adds. Fused, each day is
-        one compiled call that forms its own coefficients and solves (no table of every day's
-        coefficients goes through memory).
+        one compiled call that forms its own coefficients, its right-hand side and solves (no
+        table of every day's coefficients goes through memory).
         """
         cap = self.capillary_rise
         if fused:
             c_table = day_table(self.consts, states5.shape[2:])
             c_rows = c_table.table.unbind(0) if c_table.table is not None else [None] * states5.shape[0]
             day_states = states5.unbind(0)
-            day_solve = fused_or_eager(("hbv-adjoint-day", c_table.layout, cap),
-                                       partial(_adjoint_day, cap, c_table.layout), True)
+            no_next = torch.zeros_like(states5[0])
+            day_kernel = fused_or_eager(("hbv-adjoint-day", c_table.layout, cap),
+                                        partial(_adjoint_day, cap, c_table.layout), True)
 
-            def solve_fused(t: int, r: torch.Tensor, out: torch.Tensor) -> None:
-                out.copy_(day_solve(day_states[t], c_rows[t], c_table.statics, r))
+            def adjoint_day_fused(t: int, g: torch.Tensor, lam_next: torch.Tensor | None) -> torch.Tensor:
+                return day_kernel(day_states[t], c_rows[t], c_table.statics, g,
+                                  no_next if lam_next is None else lam_next)
 
-            return solve_fused
+            return adjoint_day_fused
         rows = _adjoint_coefficients(cap, states5, self.consts, axis=1).unbind(0)  # per day [n_coef, *batch]
 
-        def solve(t: int, r: torch.Tensor, out: torch.Tensor) -> None:
-            out.copy_(transposed_day_solve(cap, rows[t], r))
+        def adjoint_day(t: int, g: torch.Tensor, lam_next: torch.Tensor | None) -> torch.Tensor:
+            return transposed_day_solve(cap, rows[t], g if lam_next is None else g + lam_next / DT)
 
-        return solve
+        return adjoint_day
 
     # ------------------------------------------------------------------ the eliminated solve
     #
@@ -220,9 +222,10 @@ def _adjoint_coefficients(capillary_rise: bool, states: torch.Tensor, consts: Da
 
 
 def _adjoint_day(capillary_rise: bool, layout: tuple, S5: torch.Tensor, c_row: torch.Tensor | None,
-                 c_statics: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
-    """One day of the adjoint's transposed solve from the day's storages and constants (the fused form)."""
+                 c_statics: torch.Tensor | None, g: torch.Tensor, lam_next: torch.Tensor) -> torch.Tensor:
+    """One day's adjoint state from its storages, constants, dL/dS_t and the next day's adjoint (the fused form)."""
     c = unpack_day(DayConstants, layout, c_row, c_statics)
+    r = g + lam_next / DT
     return transposed_day_solve(capillary_rise, _adjoint_coefficients(capillary_rise, S5, c, axis=0), r)
 
 
