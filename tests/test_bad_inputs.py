@@ -408,6 +408,8 @@ CASES: tuple[Case, ...] = (
     Case("pub-empty-fold", _pub_folds(list(BASINS), []), PUB_RUN, ("pub.folds.ci fold 2 is empty",)),
     Case("pub-folds-of-an-unknown-profile", lambda ws: ws.edit(lambda raw: raw["pub"]["folds"].update(nope=[])),
          PUB_RUN, ("pub.folds.nope", "no profile 'nope'")),
+    Case("pub-folds-of-other-basins-than-the-profile", lambda ws: ws.profile(basins=list(BASINS[:3]), batch_basins=3),
+         PUB_RUN, ("pub.folds.ci", "['02053200'] are not basins of the profile", "hbvbench pub folds")),
     Case("pub-no-folds-for-the-profile", lambda ws: ws.edit(lambda raw: raw["pub"]["folds"].pop("ci")), PUB_RUN,
          ("no pub.folds.ci entry", "hbvbench pub folds")),
     Case("pub-fold-that-does-not-exist", lambda ws: None, ("pub", "run", "--fold", "3", "--model", "dhbv"),

@@ -130,15 +130,16 @@ def test_the_pub_protocol_runs_end_to_end_on_the_ci_basins_in_two_folds(tmp_path
         assert all(isinstance(row[f"{m}_median"], float) for m in ("NSE", "KGE")), row
         assert row["NSE_low"] <= row["NSE_median"] <= row["NSE_high"]
     markdown = (tmp_path / "reports" / "pub" / "leaderboard.md").read_text()
-    assert "δHBV.adj" in markdown and "\\|FLV\\|" in markdown
+    assert "δHBV.adj" in markdown and "\\|FLV\\|" in markdown and "| fold 1 | fold 2 |" in markdown
     assert (tmp_path / "reports" / "pub" / "leaderboard.csv").is_file()
 
 
 def test_the_report_puts_the_gauged_median_and_the_pub_gap_beside_each_model():
-    from benchmark.pub.report import PubModelScores, markdown, rows
+    from benchmark.pub.report import PubModelScores, fold_markdown, markdown, rows
 
     basins = [f"0100000{i}" for i in range(5)]
-    held_out = pd.DataFrame({"NSE": [0.1, 0.2, 0.3, 0.4, 0.5], "KGE": [0.0, 0.1, 0.2, 0.3, 0.4]}, index=basins)
+    held_out = pd.DataFrame({"NSE": [0.1, 0.2, 0.3, 0.4, 0.5], "KGE": [0.0, 0.1, 0.2, 0.3, 0.4],
+                             "fold": [1, 1, 2, 2, 2]}, index=basins)
     gauged = pd.DataFrame({"NSE": [0.5, 0.6, 0.7, 0.8, 0.9], "KGE": [0.4, 0.5, 0.6, 0.7, float("nan")]}, index=basins)
     record = rows([PubModelScores("dhbv", held_out, 5, gauged)])[0]
     assert record["NSE_median"] == pytest.approx(0.3) and record["gauged_NSE_median"] == pytest.approx(0.7)
@@ -149,3 +150,4 @@ def test_the_report_puts_the_gauged_median_and_the_pub_gap_beside_each_model():
     assert math.isnan(without["gauged_NSE_median"]) and math.isnan(without["gap_NSE"])
     text = markdown([record, without], load_params(REPO_ROOT / "params.yaml"))
     assert "| δHBV | 5 | 5 of 5 | 0.300 [" in text and "| -0.400 |" in text and "| n/a | n/a |" in text
+    assert "| δHBV | 0.150 | 0.400 |" in fold_markdown([PubModelScores("dhbv", held_out, 2, None)])

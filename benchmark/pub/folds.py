@@ -82,9 +82,10 @@ def folds_yaml(profile: str, folds: list[list[str]], regions: dict[str, str]) ->
 def profile_folds(params: Params, available: Sequence[str]) -> list[list[str]]:
     """The active profile's folds, checked against the basins the profile runs on.
 
-    ``available`` are the prepared dataset's basins; a profile with ``basins: all`` runs on
-    all of them, so its folds are checked against them here (a listed profile was already
-    checked when params.yaml was read).
+    ``available`` are the prepared dataset's basins (a profile with ``basins: all`` runs on
+    all of them). Reading params.yaml checks only the folds among themselves, so that
+    editing a profile's basins does not stop the other commands; this is where they must
+    hold out each of the profile's basins exactly once.
 
     Raises
     ------
@@ -96,7 +97,8 @@ def profile_folds(params: Params, available: Sequence[str]) -> list[list[str]]:
     try:
         check_folds(folds, profile_basins(params, available), f"pub.folds.{params.profile}")
     except ValueError as exc:
-        raise ConfigError(f"{exc} (the prepared dataset's basins for profile {params.profile!r})") from None
+        raise ConfigError(f"{exc} (profile {params.profile!r}); edit pub.folds.{params.profile} or propose folds "
+                          f"with `hbvbench pub folds`") from None
     return folds
 
 

@@ -30,7 +30,7 @@ from benchmark.report import statistics, styles
 from benchmark.report.comparisons import METRIC_LABELS, PER_BASIN_METRICS
 from benchmark.report.inputs import read_per_basin
 from benchmark.report.statistics import Estimate
-from benchmark.report.tables import DECIMALS, ci_text, fmt
+from benchmark.report.tables import CI_TEXT, DECIMALS, ci_text, fmt
 
 GAP_METRICS: tuple[str, ...] = ("NSE", "KGE")
 """Metrics whose gauged (in-sample) median is shown beside the PUB one."""
@@ -193,10 +193,11 @@ def markdown(records: list[dict[str, Any]], params: Params) -> str:
         f"{profile.seeds[0]}; folds of `pub.folds.{params.profile}` (stratified by HUC-02 region)*",
         "",
         "Each model is trained on the basins of all folds but one and tested on the held-out fold's basins; every "
-        "basin is scored once, as a basin the model never saw. Cells: median across basins [bootstrap "
-        f"{statistics.CONFIDENCE:.0%} CI over basins]; BFI r: cross-basin correlation of simulated and CAMELS "
-        "baseflow index. Gauged: the same model and seed trained on all basins and tested on the same basins "
-        "and test period (the main leaderboard's run), n/a when that evaluation is not in the workspace.",
+        f"basin is scored once, as a basin the model never saw. Cells: median across basins [bootstrap {CI_TEXT} "
+        "over basins]; BFI r: cross-basin correlation of simulated and CAMELS baseflow index. Gauged: median of "
+        "the same model and seed trained on all basins and tested on the same basins and test period (the main "
+        "leaderboard's run), n/a when that evaluation is not available; PUB − gauged: the difference of the two "
+        "medians.",
         "",
         "| " + " | ".join(_escaped(h) for h in head) + " |",
         "|" + "---|" * len(head),
@@ -207,8 +208,25 @@ def markdown(records: list[dict[str, Any]], params: Params) -> str:
         cells += [fmt(record[f"gauged_{m}_median"], DECIMALS[m]) for m in GAP_METRICS]
         cells += [_signed(record[f"gap_{m}"], DECIMALS[m]) for m in GAP_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Not in this table: GR4J (δGR4J.adj's backward pass builds a dense Jacobian, about 72 s per epoch "
-              "on the 2-core machine) and SAC-SMA (calibrated per basin: it has no ungauged-basin run)."]
+    lines += ["", "SAC-SMA has no row: it is calibrated per basin, so it has no ungauged-basin run."]
+    if not any(record["model"].startswith("gr4j") for record in records):
+        lines.append("δGR4J is not run by default: δGR4J.adj's backward pass builds a dense Jacobian (about 72 s per "
+                     "epoch on the 2-core machine), times the folds; add it to `pub.models` to include it.")
+    return "\n".join(lines) + "\n"
+
+
+def fold_markdown(scores: list[PubModelScores]) -> str:
+    """Median NSE of each model on each held-out fold (how much the score depends on the fold)."""
+    folds = sorted({int(f) for result in scores for f in result.per_basin["fold"]})
+    lines = ["", "## Median NSE per held-out fold", "",
+             "| Model | " + " | ".join(f"fold {f}" for f in folds) + " |", "|---|" + "---|" * len(folds)]
+    for result in scores:
+        cells = []
+        for fold in folds:
+            values = _column(result.per_basin[result.per_basin["fold"] == fold], "NSE")
+            values = values[np.isfinite(values)]
+            cells.append(fmt(float(np.median(values)) if values.size else math.nan, DECIMALS["NSE"]))
+        lines.append(f"| {styles.label(result.model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -226,7 +244,7 @@ def write_report(params: Params, scores: list[PubModelScores]) -> dict[str, Path
     records = rows(scores)
     folder = pub_report_dir(params)
     paths = {kind: folder / name for kind, name in PUB_LEADERBOARD_NAMES.items()}
-    atomic.write_text(paths["md"], markdown(records, params))
+    atomic.write_text(paths["md"], markdown(records, params) + fold_markdown(scores))
     atomic.write_text(paths["csv"], pd.DataFrame(records).to_csv(index=False, na_rep="n/a"))
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in records]
     atomic.write_text(paths["json"], json.dumps({"profile": params.profile, "models": clean}, indent=2) + "\n")
