@@ -64,6 +64,13 @@ UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
+def _models_once(value: list[str]) -> list[str]:
+    """A model list (``train.models``, ``pub.models``) that names no model twice."""
+    if len(set(value)) != len(value):
+        raise ValueError(f"{value} lists a model twice")
+    return value
+
+
 def _overlap(a: "Period", b: "Period") -> bool:
     return a.start <= b.end and b.start <= a.end
 
@@ -190,9 +197,7 @@ class TrainConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value} lists a model twice")
-        return value
+        return _models_once(value)
 
 
 class LstmBaselineConfig(_Strict):
@@ -411,9 +416,7 @@ class PubConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value} lists a model twice")
-        return value
+        return _models_once(value)
 
     @field_validator("folds")
     @classmethod
