@@ -14,6 +14,13 @@ Every reader and writer of a trained model's files names them through this modul
 
 The profile's first seed (the DVC pipeline's) writes straight into the model's folder; any
 other seed into a ``seed_<S>`` subfolder (:func:`seed_folder`).
+
+``<pub.out_dir>/<profile>/fold_<i>/<model>/`` (:func:`pub_model_dir`)
+    the ungauged-basin protocol (:mod:`benchmark.pub`): a model trained on the other folds'
+    basins (checkpoint, normalization, loss curve) and its predictions and metrics on the
+    held-out basins of fold ``i`` (1-based), all in one folder; the LSTM's in ``lstm/``.
+    In-progress training state in ``<pub.out_dir>/<profile>/work/fold_<i>/<model>/``.
+``<pub.report_dir>/`` the PUB leaderboard :data:`PUB_LEADERBOARD_NAMES`.
 """
 
 from __future__ import annotations
@@ -64,3 +71,33 @@ def work_dir(params: Params, model: str, seed: int | None = None) -> Path:
 def eval_dir(params: Params, model: str, seed: int | None = None) -> Path:
     """``<train.eval_dir>/<model>`` (absolute); other seeds than the profile's first in ``seed_<S>/``."""
     return _under(params.train.eval_dir, params, model, seed)
+
+
+PUB_FOLD_PREFIX = "fold_"
+PUB_LEADERBOARD_NAMES: dict[str, str] = {"md": "leaderboard.md", "csv": "leaderboard.csv", "json": "leaderboard.json"}
+"""The PUB leaderboard files in ``pub.report_dir``, by format."""
+
+
+def pub_profile_dir(params: Params) -> Path:
+    """``<pub.out_dir>/<profile>`` (absolute): every fold of the active profile."""
+    return resolve_path(params.pub.out_dir) / params.profile
+
+
+def pub_fold_dir(params: Params, fold: int) -> Path:
+    """``<pub.out_dir>/<profile>/fold_<i>`` (absolute; ``fold`` 1-based)."""
+    return pub_profile_dir(params) / f"{PUB_FOLD_PREFIX}{fold}"
+
+
+def pub_model_dir(params: Params, fold: int, model: str) -> Path:
+    """``<pub.out_dir>/<profile>/fold_<i>/<model>`` (absolute): training and held-out evaluation of one model."""
+    return pub_fold_dir(params, fold) / model
+
+
+def pub_work_dir(params: Params, fold: int) -> Path:
+    """``<pub.out_dir>/<profile>/work/fold_<i>`` (absolute): in-progress training state of the fold's models."""
+    return pub_profile_dir(params) / "work" / f"{PUB_FOLD_PREFIX}{fold}"
+
+
+def pub_report_dir(params: Params) -> Path:
+    """``<pub.report_dir>`` (absolute)."""
+    return resolve_path(params.pub.report_dir)

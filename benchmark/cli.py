@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "baselines.commands",
     "benchmark.perf",
     "benchmark.regression.commands",
+    "benchmark.pub.commands",
     "benchmark.ui",
 )
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: argparse destinations of second-level subcommands (``data fetch``, ``baseline lstm``)
-_SUBCOMMAND_DESTS: tuple[str, ...] = ("data_command", "baseline")
+_SUBCOMMAND_DESTS: tuple[str, ...] = ("data_command", "baseline", "pub_command")
 
 
 def command_name(args: argparse.Namespace) -> str:

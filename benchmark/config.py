@@ -64,6 +64,13 @@ UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
+def _models_once(value: list[str]) -> list[str]:
+    """A model list (``train.models``, ``pub.models``) that names no model twice."""
+    if len(set(value)) != len(value):
+        raise ValueError(f"{value} lists a model twice")
+    return value
+
+
 def _overlap(a: "Period", b: "Period") -> bool:
     return a.start <= b.end and b.start <= a.end
 
@@ -195,9 +202,7 @@ class TrainConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value} lists a model twice")
-        return value
+        return _models_once(value)
 
 
 class LstmBaselineConfig(_Strict):
@@ -353,6 +358,89 @@ class TuneConfig(_Strict):
         return value
 
 
+PUB_LSTM = "lstm"
+"""The name of the neuralhydrology LSTM in ``pub.models`` (the differentiable models go by registry name)."""
+
+
+def check_folds(folds: list[list[str]], basins: list[str] | None, key: str) -> None:
+    """Refuse a fold split that does not hold out every basin exactly once.
+
+    Parameters
+    ----------
+    folds
+        The folds, each a list of 8-digit gauge ids.
+    basins
+        The basins the folds must partition (the profile's); None: only the folds' own
+        consistency is checked (a profile with ``basins: all`` is checked against the
+        prepared dataset when a command runs).
+    key
+        The configuration key of the folds (``pub.folds.<profile>``), named in every error.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two folds, an empty fold, a basin in two folds, a basin outside ``basins``
+        or a basin of ``basins`` in no fold; the message names the key, fold and basin.
+    """
+    if len(folds) < 2:
+        raise ValueError(f"{key} has {len(folds)} fold(s); the protocol needs at least 2 (train on the others)")
+    seen: dict[str, int] = {}
+    for number, fold in enumerate(folds, start=1):
+        if not fold:
+            raise ValueError(f"{key} fold {number} is empty")
+        for basin in fold:
+            if basin in seen:
+                raise ValueError(f"{key}: basin {basin} is in fold {seen[basin]} and fold {number}; "
+                                 "each basin must be held out exactly once")
+            seen[basin] = number
+    if basins is None:
+        return
+    unknown = sorted(set(seen) - set(basins))
+    if unknown:
+        raise ValueError(f"{key}: basins {unknown} are not basins of the profile")
+    missing = sorted(set(basins) - set(seen))
+    if missing:
+        raise ValueError(f"{key}: basins {missing} of the profile are in no fold; each basin must be held out once")
+
+
+class PubConfig(_Strict):
+    """The ``pub:`` section: the ungauged-basin (PUB) spatial k-fold protocol (docs/training.md).
+
+    ``folds.<profile>`` lists the folds of that profile as explicit basin lists (each basin of
+    the profile in exactly one fold); every model of ``models`` (registry names and
+    ``lstm``) is trained on the other folds' basins and tested on the held-out fold's, on the
+    profile's periods with its first seed. Outputs go to ``<out_dir>/<profile>/fold_<i>/<model>/``,
+    the leaderboard to ``<report_dir>/leaderboard.md``.
+    """
+
+    models: list[str] = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", PUB_LSTM], min_length=1)
+    folds: dict[str, list[list[str]]] = {}
+    out_dir: Path = Path("artifacts/pub")
+    report_dir: Path = Path("reports/pub")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        return _models_once(value)
+
+    @field_validator("folds")
+    @classmethod
+    def _gauge_ids(cls, value: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+        for profile, folds in value.items():
+            for number, fold in enumerate(folds, start=1):
+                for gauge in fold:
+                    if not (isinstance(gauge, str) and len(gauge) == 8 and gauge.isdigit()):
+                        raise ValueError(f"{profile} fold {number}: basin id {gauge!r} is not an 8-digit USGS gauge "
+                                         "id (quote it in YAML)")
+        return value
+
+    def folds_for(self, profile: str) -> list[list[str]]:
+        """The folds of ``profile``; ConfigError naming the key when there are none."""
+        if profile not in self.folds:
+            raise ConfigError(f"params.yaml has no pub.folds.{profile} entry (the held-out basin folds of profile "
+                              f"{profile!r}); it has {sorted(self.folds)}; `hbvbench pub folds` proposes some")
+        return self.folds[profile]
+
 
 class Params(_Strict):
     """The whole of ``params.yaml``."""
@@ -363,11 +451,22 @@ class Params(_Strict):
     train: TrainConfig = TrainConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
+    pub: PubConfig = PubConfig()
 
     @model_validator(mode="after")
     def _known_profile(self) -> "Params":
         if self.profile not in self.profiles:
             raise ValueError(f"profile {self.profile!r} is not one of {sorted(self.profiles)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pub_folds_consistent(self) -> "Params":
+        # Whether the folds partition the profile's basins is checked by the `pub` commands
+        # (benchmark.pub.folds.profile_folds): editing a profile's basins must not stop `train`.
+        for name, folds in self.pub.folds.items():
+            if name not in self.profiles:
+                raise ValueError(f"pub.folds.{name}: no profile {name!r} (profiles: {sorted(self.profiles)})")
+            check_folds(folds, None, f"pub.folds.{name}")
         return self
 
     @property

@@ -189,6 +189,7 @@ LAYERS: dict[str, int] = {
     "benchmark.models": 2, "benchmark.solvers": 2,
     "benchmark.training": 3, "baselines": 3,
     "benchmark.tuning": 4, "benchmark.regression": 4, "benchmark.report": 4, "benchmark.perf": 4,
+    "benchmark.pub": 4,
     "benchmark.ui": 4,
     "benchmark.cli": 5,
 }

@@ -123,6 +123,7 @@ def _workspace_params(root: Path) -> dict:
                         device="cpu", epochs=1)
     raw["tune"].update(out_dir=str(art / "tuning"), storage=f"sqlite:///{root / 'optuna.db'}")
     raw["baselines"].update(out_dir=str(art / "baselines"), device="cpu")
+    raw["pub"].update(out_dir=str(art / "pub"), report_dir=str(root / "reports" / "pub"))
     return raw
 
 
@@ -334,6 +335,12 @@ TRAIN = ("train", "--model", "dhbv")
 EVALUATE = ("evaluate", "--model", "dhbv")
 PREPARE = ("prepare",)
 TUNE = ("tune", "--model", "dhbv", "--trials", "1")
+PUB_RUN = ("pub", "run", "--fold", "1", "--model", "dhbv")
+
+
+def _pub_folds(*folds: list[str]) -> Callable[[Workspace], None]:
+    """Set the ci profile's PUB folds."""
+    return lambda ws: ws.edit(lambda raw: raw["pub"]["folds"].update(ci=[list(fold) for fold in folds]))
 
 CASES: tuple[Case, ...] = (
     # ---- configuration: YAML, ranges, periods, dates
@@ -390,6 +397,27 @@ CASES: tuple[Case, ...] = (
     Case("lstm-scored-days-longer-than-the-sequence",
          lambda ws: ws.edit(lambda raw: raw["baselines"]["lstm"]["ci"].update(predict_last_n=400)),
          ("baseline", "lstm"), ("baselines.lstm.ci", "predict_last_n=400 is longer than seq_length=90")),
+    # ---- ungauged-basin (PUB) folds and runs
+    Case("pub-fold-missing-a-basin", _pub_folds(["01022500"], ["01031500", "02053200"]), PUB_RUN,
+         ("pub.folds.ci", "['01047000'] of the profile are in no fold")),
+    Case("pub-basin-in-two-folds", _pub_folds(["01022500", "01047000"], ["01031500", "02053200", "01047000"]),
+         PUB_RUN, ("pub.folds.ci", "basin 01047000 is in fold 1 and fold 2")),
+    Case("pub-unknown-basin", _pub_folds(["01022500", "01047000", "01030500"], ["01031500", "02053200"]), PUB_RUN,
+         ("pub.folds.ci", "['01030500'] are not basins of the profile")),
+    Case("pub-one-fold", _pub_folds(list(BASINS)), PUB_RUN, ("pub.folds.ci has 1 fold(s)", "at least 2")),
+    Case("pub-empty-fold", _pub_folds(list(BASINS), []), PUB_RUN, ("pub.folds.ci fold 2 is empty",)),
+    Case("pub-folds-of-an-unknown-profile", lambda ws: ws.edit(lambda raw: raw["pub"]["folds"].update(nope=[])),
+         PUB_RUN, ("pub.folds.nope", "no profile 'nope'")),
+    Case("pub-folds-of-other-basins-than-the-profile", lambda ws: ws.profile(basins=list(BASINS[:3]), batch_basins=3),
+         PUB_RUN, ("pub.folds.ci", "['02053200'] are not basins of the profile", "hbvbench pub folds")),
+    Case("pub-no-folds-for-the-profile", lambda ws: ws.edit(lambda raw: raw["pub"]["folds"].pop("ci")), PUB_RUN,
+         ("no pub.folds.ci entry", "hbvbench pub folds")),
+    Case("pub-fold-that-does-not-exist", lambda ws: None, ("pub", "run", "--fold", "3", "--model", "dhbv"),
+         ("--fold 3", "folds 1..2")),
+    Case("pub-model-not-in-the-protocol", lambda ws: None, ("pub", "run", "--model", "sacsma"),
+         ("--model sacsma", "not in pub.models")),
+    Case("pub-report-before-the-runs", lambda ws: None, ("pub", "report"),
+         ("no held-out results of dhbv for fold 1", "hbvbench pub run --fold 1 --model dhbv")),
     # ---- command-line arguments
     Case("epochs-argument-zero", lambda ws: None, (*TRAIN, "--epochs", "0"), ("epochs must be >= 1",)),
     Case("seed-argument-negative", lambda ws: None, (*TRAIN, "--seed", "-3"), ("seed", "-3")),
@@ -520,7 +548,7 @@ def _run(ws: Workspace, command: tuple[str, ...], capsys, monkeypatch) -> tuple[
 
 
 def _command_name(command: tuple[str, ...]) -> str:
-    return " ".join(command[:2]) if command[0] in ("data", "baseline") else command[0]
+    return " ".join(command[:2]) if command[0] in ("data", "baseline", "pub") else command[0]
 
 
 def test_there_are_at_least_forty_distinct_cases():

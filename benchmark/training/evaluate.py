@@ -352,6 +352,24 @@ def _check_setup(params: Params, trained: TrainedNetwork, basins: tuple[str, ...
                           + "; ".join(differs) + f"; train {trained.spec.name} again with this configuration")
 
 
+def check_held_out(trained_on: tuple[str, ...], basins: tuple[str, ...], source: str) -> None:
+    """ConfigError when a held-out evaluation would score basins the model trained on.
+
+    Parameters
+    ----------
+    trained_on
+        The checkpoint's training basins.
+    basins
+        The basins to evaluate as ungauged.
+    source
+        The checkpoint (or model) named in the message.
+    """
+    overlap = sorted(set(trained_on) & set(basins))
+    if overlap:
+        raise ConfigError(f"{source} was trained on basins {overlap}; a held-out (ungauged) evaluation must not "
+                          "score them: take them out of the test basins or train without them")
+
+
 def evaluate_model(
     params: Params,
     model_name: str,
@@ -396,6 +414,7 @@ def evaluate_trained(
     dataset: xr.Dataset | None = None,
     track: bool = False,
     started: float | None = None,
+    held_out: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Evaluate ``trained`` on the test period of the active profile; write the results to ``out``.
 
@@ -403,6 +422,13 @@ def evaluate_trained(
     atomically while ``out`` is locked; failed basins (:func:`failed_basins`) are marked and
     left out of the medians. With ``track``, also logged to ``trained.mlflow_run_id``
     (re-opened; a new run when unknown).
+
+    ``held_out``: the ungauged-basin mode (:mod:`benchmark.pub`). The profile's basins must
+    then be basins the model never trained on: any overlap with the checkpoint's training
+    basins is refused (ConfigError naming them), since scoring them would report training
+    basins as ungauged ones. ``metrics.json`` records both sets (``train_basins``,
+    ``test_basins``, space-separated). Without it the profile's basins must be the
+    training basins themselves (the gauged evaluation).
     """
     tic = started if started is not None else time.perf_counter()
     if track:
@@ -412,12 +438,15 @@ def evaluate_trained(
     ds = select_profile_basins(dataset, params)
     device, dtype = resolve_device(params.train.device), resolve_dtype(params.train.dtype)
     data = series_tensors(ds, trained.stats, device, dtype)
+    trained_on = tuple(str(b) for b in trained.setup.get("basins", trained.stats.basins))
+    if held_out:
+        check_held_out(trained_on, data.basins, trained.source or trained.spec.name)
     if trained.checkpoint is None:  # an MLflow model: its recorded setup (a checkpoint is checked on build)
-        _check_setup(params, trained, data.basins)
+        _check_setup(params, trained, trained_on if held_out else data.basins)
     first, start, end = test_bounds(data.dates, params)
     check_forcing(data, first, end, "test period and its warm-up")
 
-    model = build_trained(params, trained, data.basins)
+    model = build_trained(params, trained, trained_on if held_out else data.basins)
     model_name = trained.spec.name
     run = simulate_period(model, data, first, start, end, max(1, params.active.batch_basins))
     failed = failed_basins(run, data.basins, data.dates[first : end + 1], params.train.max_not_converged_share)
@@ -427,6 +456,8 @@ def evaluate_trained(
                        "failed_basins": " ".join(sorted(failed))})
 
     per_basin, summary = evaluation.score_predictions(pred, ds, failed=failed)
+    if held_out:
+        summary = {**summary, "train_basins": " ".join(trained_on), "test_basins": " ".join(data.basins)}
     with locks.hold(out, f"hbvbench evaluate --model {model_name} --seed {trained.seed}"):
         atomic.write_netcdf(out / PREDICTIONS_NAME, pred)
         evaluation.write_metrics(out, per_basin, summary)
