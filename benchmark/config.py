@@ -27,7 +27,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark import repository
 from benchmark.errors import ConfigError
@@ -69,6 +69,10 @@ def _models_once(value: list[str]) -> list[str]:
     if len(set(value)) != len(value):
         raise ValueError(f"{value} lists a model twice")
     return value
+
+
+ModelList = Annotated[list[str], AfterValidator(_models_once)]
+"""A list of model names, none twice (``train.models``, ``pub.models``)."""
 
 
 def _overlap(a: "Period", b: "Period") -> bool:
@@ -171,7 +175,7 @@ class TrainConfig(_Strict):
     here (e.g. ``dvc exp run -S train.epochs=3``) overrides the profile's.
     """
 
-    models: list[str] = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"], min_length=1)
+    models: ModelList = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr"], min_length=1)
     epochs: PositiveInt | None = None
     alpha: UnitFraction = 0.25
     learning_rate: PositiveFloat = 1.0
@@ -198,11 +202,6 @@ class TrainConfig(_Strict):
     #: the in-progress state of a training run (checkpoint of the last finished epoch), kept
     #: outside the pipeline's declared outputs so that a rerun after a crash can continue
     work_dir: Path = Path("artifacts/work")
-
-    @field_validator("models")
-    @classmethod
-    def _unique_models(cls, value: list[str]) -> list[str]:
-        return _models_once(value)
 
 
 class LstmBaselineConfig(_Strict):
@@ -413,15 +412,10 @@ class PubConfig(_Strict):
     the leaderboard to ``<report_dir>/leaderboard.md``.
     """
 
-    models: list[str] = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", PUB_LSTM], min_length=1)
+    models: ModelList = Field(default=["dhbv", "dhbv_cr", "dhbv_adj", "dhbv_adj_cr", PUB_LSTM], min_length=1)
     folds: dict[str, list[list[str]]] = {}
     out_dir: Path = Path("artifacts/pub")
     report_dir: Path = Path("reports/pub")
-
-    @field_validator("models")
-    @classmethod
-    def _unique_models(cls, value: list[str]) -> list[str]:
-        return _models_once(value)
 
     @field_validator("folds")
     @classmethod

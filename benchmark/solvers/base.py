@@ -113,10 +113,3 @@ class TimeScheme(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(substeps={self.substeps})"
-
-
-def compiled(function: Any, cache: dict) -> Any:
-    """``torch.compile(function)``, compiled once per function."""
-    if function not in cache:
-        cache[function] = torch.compile(function, dynamic=False)
-    return cache[function]

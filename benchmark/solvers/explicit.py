@@ -29,12 +29,12 @@ import torch
 from benchmark.errors import ConfigError
 from benchmark.models.base import Forcing, Structure
 from benchmark.solvers._daily import as_tensor, is_dynamic, per_day, require
-from benchmark.solvers.base import TimeScheme, compiled
+from benchmark.solvers.base import TimeScheme
+from benchmark.solvers.fused import kernel
 
 NEGATIVE_STORAGE_MM = 1e-6
 """Storages below minus this (mm) count as negative in the explicit schemes' stats."""
 
-_COMPILED: dict[Callable, Callable] = {}
 
 
 def _rates(structure: Structure, S, x, p):
@@ -98,7 +98,7 @@ class _FixedStep(TimeScheme):
         daily_params = {name: per_day(v, n_days, is_dynamic(v, rank)) for name, v in params.items()}
         daily_forcing = [per_day(v, n_days, True) for v in (x.P, x.T, x.PET)]
 
-        day_fn = compiled(type(self)._day, _COMPILED) if self.compile else type(self)._day
+        day_fn = kernel(type(self)._day, type(self)._day, fullgraph=False) if self.compile else type(self)._day
         S = S0
         state_hist: list[torch.Tensor] = []
         flux_hist: list[torch.Tensor] = []

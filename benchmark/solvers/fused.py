@@ -44,8 +44,8 @@ constant a function is called with: batch shapes x configurations x dtypes)."""
 _KERNELS: dict[Hashable, Callable] = {}
 
 
-def kernel(key: Hashable, function: Callable) -> Callable:
-    """``torch.compile(function)`` (static shapes, one graph), built once per ``key``.
+def kernel(key: Hashable, function: Callable, fullgraph: bool = True) -> Callable:
+    """``torch.compile(function)`` (static shapes; one graph unless ``fullgraph`` is False), built once per ``key``.
 
     Parameters
     ----------
@@ -62,7 +62,7 @@ def kernel(key: Hashable, function: Callable) -> Callable:
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         # static shapes: a training run has one batch shape; symbolic shapes measured 35 % slower
         # per step and three times longer to compile on the 2-core CPU
-        compiled = torch.compile(function, dynamic=False, fullgraph=True)
+        compiled = torch.compile(function, dynamic=False, fullgraph=fullgraph)
         _KERNELS[key] = compiled
     return compiled
 

@@ -43,7 +43,7 @@ from benchmark.errors import SolverError
 from benchmark.models.base import Forcing, Structure
 from benchmark.solvers.base import TimeScheme
 from benchmark.solvers.dense import DenseSystem
-from benchmark.solvers.fused import fused_or_eager
+from benchmark.solvers.fused import fused_or_eager, kernel
 from benchmark.solvers.newton import DT, NewtonOptions
 
 GRADIENT_METHODS = ("adjoint", "autograd")
@@ -110,17 +110,11 @@ def _polish(system: Any, S: torch.Tensor, S_prev: torch.Tensor, c: Any) -> torch
     return S - system.newton_step(inner, c, G)
 
 
-_COMPILED: dict[str, Callable] = {}
-
-
 def _kernels(compile_: bool) -> tuple[Callable, Callable]:
     """The residual and update functions, optionally through ``torch.compile``."""
     if not compile_:
         return _residual, _update
-    if not _COMPILED:
-        _COMPILED["residual"] = torch.compile(_residual, dynamic=False)
-        _COMPILED["update"] = torch.compile(_update, dynamic=False)
-    return _COMPILED["residual"], _COMPILED["update"]
+    return kernel(_residual, _residual, fullgraph=False), kernel(_update, _update, fullgraph=False)
 
 
 class _RawStats(NamedTuple):

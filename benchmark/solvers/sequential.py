@@ -17,9 +17,9 @@ import torch
 from benchmark.errors import ConfigError
 from benchmark.models.base import Forcing, SplitDays, Structure
 from benchmark.solvers._daily import per_day, require
-from benchmark.solvers.base import TimeScheme, compiled
+from benchmark.solvers.base import TimeScheme
+from benchmark.solvers.fused import kernel
 
-_COMPILED: dict[Callable, Callable] = {}
 
 
 class OperatorSplitting(TimeScheme):
@@ -70,7 +70,7 @@ class OperatorSplitting(TimeScheme):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Autograd through the daily loop (or no gradient at all)."""
         daily = [per_day(v, n_days, dyn) for v, dyn in zip(days.inputs, days.dynamic)]
-        step = compiled(days.step, _COMPILED) if self.compile else days.step
+        step = kernel(days.step, days.step, fullgraph=False) if self.compile else days.step
         state = days.unpack(S0)
         state_hist: list[Any] = []
         flux_hist: list[tuple] = []

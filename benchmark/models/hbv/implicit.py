@@ -138,28 +138,34 @@ class HBVImplicitSystem:
         """
         batch = S0.shape[:-1]
         device = S0.device
-        any_refreeze = (self.consts.refreeze_pot > 0.0).flatten(1).any(1).expand(n_days).tolist()
         response = _response_constants(self.consts)  # type: ignore[arg-type]
-        rday = per_day(response)
         iterations = torch.empty((n_days, *batch), dtype=torch.int32, device=device)
         not_conv = torch.empty((n_days, *batch), dtype=torch.bool, device=device)
-        start = newton_start(batch, S0.dtype, device)
         days: list[torch.Tensor] = [S0] * n_days
         cap = self.capillary_rise
         if options.compile:
             c_table, r_table = day_table(self.consts, batch), day_table(response, batch)
             c_rows = c_table.table.unbind(0) if c_table.table is not None else [None] * n_days
             r_rows = r_table.table.unbind(0) if r_table.table is not None else [None] * n_days
+            kernels: dict[int, Callable] = {}  # by update count: no kernel lookup per day
 
-        def day_step(t: int, prev: torch.Tensor, updates: int | None):
-            if options.compile:
-                fused = eliminated_kernel(c_table.layout, r_table.layout, cap, options,
-                                          options.max_iter if updates is None else updates)
-                new5, iters, active = fused(prev, c_rows[t], c_table.statics, r_rows[t], r_table.statics)
-            else:
+            def solve_day(t: int, prev: torch.Tensor, updates: int | None):
+                count = options.max_iter if updates is None else updates
+                if count not in kernels:
+                    kernels[count] = eliminated_kernel(c_table.layout, r_table.layout, cap, options, count)
+                return kernels[count](prev, c_rows[t], c_table.statics, r_rows[t], r_table.statics)
+        else:
+            any_refreeze = (self.consts.refreeze_pot > 0.0).flatten(1).any(1).expand(n_days).tolist()
+            rday = per_day(response)
+            start = newton_start(batch, S0.dtype, device)
+
+            def solve_day(t: int, prev: torch.Tensor, updates: int | None):
                 new, iters, active = eliminated_day(prev, self.day(t), rday(t), cap, options, start, any_refreeze[t],
                                                     updates)
-                new5 = torch.stack(new)
+                return torch.stack(new), iters, active
+
+        def day_step(t: int, prev: torch.Tensor, updates: int | None):
+            new5, iters, active = solve_day(t, prev, updates)
             days[t] = new5
             return new5, iters, active
 
